@@ -1,0 +1,32 @@
+"""Let torch >= 2.6 load fairseq checkpoints.
+
+torch 2.6 switched ``torch.load`` to ``weights_only=True``; fairseq's checkpoints store the
+training configuration, whose model part is an ``argparse.Namespace`` for architectures
+registered with ``register_model_architecture``, so stock ``fairseq-generate`` fails with
+``Unsupported global: argparse.Namespace``. Rather than turning the safe loader off, we add the
+few plain-data types fairseq writes to its allow-list. Importing the plugin (``--user-dir``) is
+enough; the user sets nothing.
+"""
+
+import argparse
+
+import numpy as np
+import torch
+
+SAFE_CHECKPOINT_GLOBALS = [
+    argparse.Namespace,
+    # fairseq may keep numpy scalars (e.g. the best validation score) in ``extra_state``
+    np.dtype,
+    getattr(np, "_core", getattr(np, "core", None)).multiarray.scalar,
+    *{type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64", "bool")},
+]
+
+
+def allow_fairseq_checkpoint_globals() -> None:
+    """Register the types found in fairseq checkpoints as safe for ``weights_only`` loading."""
+    add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
+    if add_safe_globals is not None:  # torch < 2.4 has no allow-list and loads them anyway
+        add_safe_globals(SAFE_CHECKPOINT_GLOBALS)
+
+
+allow_fairseq_checkpoint_globals()

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Create (or re-use) the project's virtual environment and install the plugin into it.
+#
+#   MMT_ADV_VENV  where the environment lives (default: .venv in the project root)
+#   TORCH_SPEC    the torch to install when none is there (default: torch==2.13.0, a CPU build)
+#   PYTHON        the Python that creates the environment (default: python3, 3.11+)
+#
+# If that Python already has torch (a CUDA build, say), the environment sees it through
+# --system-site-packages instead of downloading another. fairseq comes from fairseq-fixed,
+# built against that torch (about 3-5 minutes the first time). A second run does nothing.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${MMT_ADV_VENV:-$root/.venv}
+python=${PYTHON:-python3}
+stamp="$venv/.fairseq-mmt-adv-installed"
+want=$(cat "$root/setup.py" "$root/scripts/setup-env.sh" | sha256sum | cut -c1-16)
+
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "environment ready: $venv"
+  exit 0
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  if "$python" -c "import torch" 2>/dev/null; then
+    echo "creating $venv (re-using the torch of $python)"
+    "$python" -m venv --system-site-packages "$venv"
+  else
+    echo "creating $venv"
+    "$python" -m venv "$venv"
+  fi
+fi
+py="$venv/bin/python"
+pip=("$py" -m pip install --disable-pip-version-check -q)
+if ! "$py" -c "import torch" 2>/dev/null; then
+  echo "installing ${TORCH_SPEC:-torch==2.13.0}"
+  "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
+fi
+# fairseq-fixed builds its extensions against the torch, numpy and cython found here
+"${pip[@]}" cython numpy "setuptools<81" wheel
+echo "installing fairseq-fixed and the plugin (the first time builds fairseq: a few minutes)"
+"${pip[@]}" --no-build-isolation -e "$root[test]"
+"$py" -c "import fairseq, fairseq_mmt_adv; print('fairseq', fairseq.__version__)" 2>/dev/null
+echo "$want" >"$stamp"
+echo "environment ready: $venv"

@@ -1,0 +1,24 @@
+"""Install the fairseq-mmt-adv plugin (the ``fairseq_mmt_adv`` user-dir package).
+
+fairseq comes from ``fairseq-fixed`` (import name ``fairseq``): PyPI's ``fairseq==0.12.2`` cannot
+be built or imported on Python 3.11. Install torch first (``scripts/setup-env.sh`` does) so that
+pip does not pull a multi-GB CUDA build, then ``pip install --no-build-isolation -e .``.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="fairseq-mmt-adv",
+    version="0.1.0",
+    description="Multimodal machine translation with adversarial visual reconstruction (fairseq)",
+    packages=find_packages(include=["fairseq_mmt_adv", "fairseq_mmt_adv.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "torch>=2.0",
+        "numpy",
+        "fairseq-fixed==0.12.3.1",
+        "sacrebleu>=2.0",
+        "subword-nmt",
+    ],
+    extras_require={"test": ["pytest", "ruff"], "tok": ["sacremoses"]},
+)
