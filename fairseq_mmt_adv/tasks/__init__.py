@@ -1,0 +1,1 @@
+from fairseq_mmt_adv.tasks import multimodal_translation  # noqa: F401
