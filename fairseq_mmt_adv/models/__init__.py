@@ -1,0 +1,1 @@
+from fairseq_mmt_adv.models import cgru_mmt  # noqa: F401

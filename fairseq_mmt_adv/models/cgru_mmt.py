@@ -1,0 +1,369 @@
+"""The cGRU multimodal translation model of the paper's Appendix A.
+
+Bi-GRU encoder -> annotations S; conditional-GRU decoder (eq. 11):
+h'_t = GRU1(y_{t-1}, h_{t-1}); c_t = ATT(h'_t, v, S) (eq. 12-16); h_t = GRU2(c_t, h'_t);
+output b_t = tanh(W^bot h_t), p_t = softmax(W^proj b_t) (eq. 17-18).
+
+The image feature enters through the encoder (fairseq hands every ``net_input`` key except
+``prev_output_tokens`` to the encoder) and travels in the encoder output, so beam search,
+``--eval-bleu`` validation and checkpoint ensembles work with fairseq's own generator.
+"""
+
+import torch
+import torch.nn.functional as F
+from fairseq import utils
+from fairseq.models import (
+    FairseqEncoder,
+    FairseqEncoderDecoderModel,
+    FairseqIncrementalDecoder,
+    register_model,
+    register_model_architecture,
+)
+from fairseq.models.lstm import Embedding, Linear
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from fairseq_mmt_adv.modules.visual_fusion import VISUAL_FUSIONS, build_visual_fusion
+
+DEFAULT_MAX_POSITIONS = int(1e5)
+EncoderOut = dict[str, Tensor]
+
+
+@register_model("cgru_mmt")
+class ConditionalGRUMultimodalModel(FairseqEncoderDecoderModel):
+    """Visually conditioned cGRU translation model (``--arch cgru_mmt``)."""
+
+    @staticmethod
+    def add_args(parser) -> None:
+        # fmt: off
+        parser.add_argument("--encoder-embed-dim", type=int, metavar="N",
+                            help="source embedding size (paper: 256)")
+        parser.add_argument("--encoder-hidden-size", type=int, metavar="N",
+                            help="GRU size per direction; annotations S are twice this (512)")
+        parser.add_argument("--encoder-dropout-in", type=float, metavar="D",
+                            help="dropout on source embeddings (0.3)")
+        parser.add_argument("--encoder-dropout-out", type=float, metavar="D",
+                            help="dropout on the annotations S (0.3)")
+        parser.add_argument("--decoder-embed-dim", type=int, metavar="N",
+                            help="target embedding size (256)")
+        parser.add_argument("--decoder-hidden-size", type=int, metavar="N",
+                            help="size of GRU1 and GRU2 (512)")
+        parser.add_argument("--decoder-attention-dim", type=int, metavar="N",
+                            help="size of the attention's W^h and W^s outputs (1024)")
+        parser.add_argument("--decoder-out-embed-dim", type=int, metavar="N",
+                            help="bottleneck size of W^bot (256)")
+        parser.add_argument("--decoder-dropout-in", type=float, metavar="D",
+                            help="dropout on target embeddings (0)")
+        parser.add_argument("--decoder-dropout-out", type=float, metavar="D",
+                            help="dropout on the bottleneck b_t (0.5)")
+        parser.add_argument("--share-decoder-input-output-embed", action="store_true",
+                            help="tie W^proj to the target embeddings "
+                                 "(needs --decoder-out-embed-dim == --decoder-embed-dim)")
+        parser.add_argument("--decoder-init", choices=["zero", "mean-ctx"],
+                            help="initial decoder state: zeros, or tanh(W mean of S over the "
+                                 "real source tokens)")
+        parser.add_argument("--visual-fusion", choices=sorted(VISUAL_FUSIONS),
+                            help="how v modulates the attention context: ctx-mul (eq. 15-16) "
+                                 "or none (the text-only ablation)")
+        # fmt: on
+
+    @classmethod
+    def build_model(cls, args, task) -> "ConditionalGRUMultimodalModel":
+        base_architecture(args)
+        if not hasattr(task, "visual_feature_dim"):
+            raise ValueError("--arch cgru_mmt needs --task multimodal_translation")
+        if args.share_decoder_input_output_embed and (
+            args.decoder_out_embed_dim != args.decoder_embed_dim
+        ):
+            raise ValueError(
+                "--share-decoder-input-output-embed needs --decoder-out-embed-dim "
+                f"({args.decoder_out_embed_dim}) == --decoder-embed-dim ({args.decoder_embed_dim})"
+            )
+        encoder = BiGRUEncoder(
+            task.source_dictionary,
+            embed_dim=args.encoder_embed_dim,
+            hidden_size=args.encoder_hidden_size,
+            dropout_in=args.encoder_dropout_in,
+            dropout_out=args.encoder_dropout_out,
+        )
+        decoder = ConditionalGRUDecoder(
+            task.target_dictionary,
+            context_dim=encoder.output_dim,
+            visual_feature_dim=task.visual_feature_dim,
+            embed_dim=args.decoder_embed_dim,
+            hidden_size=args.decoder_hidden_size,
+            attention_dim=args.decoder_attention_dim,
+            out_embed_dim=args.decoder_out_embed_dim,
+            dropout_in=args.decoder_dropout_in,
+            dropout_out=args.decoder_dropout_out,
+            share_input_output_embed=args.share_decoder_input_output_embed,
+            init=args.decoder_init,
+            visual_fusion=args.visual_fusion,
+        )
+        return cls(encoder, decoder)
+
+    def forward(
+        self,
+        src_tokens: Tensor,
+        src_lengths: Tensor,
+        prev_output_tokens: Tensor,
+        visual_features: Tensor | None = None,
+    ):
+        """Teacher-forced pass: ``(logits, {"attn": [B x T x S], "final_hidden": hT})``."""
+        encoder_out = self.encoder(src_tokens, src_lengths, visual_features=visual_features)
+        return self.decoder(prev_output_tokens, encoder_out=encoder_out)
+
+
+class BiGRUEncoder(FairseqEncoder):
+    """Bidirectional GRU over source embeddings; annotations S = [forward; backward]."""
+
+    def __init__(
+        self,
+        dictionary,
+        embed_dim: int = 256,
+        hidden_size: int = 512,
+        dropout_in: float = 0.3,
+        dropout_out: float = 0.3,
+    ) -> None:
+        super().__init__(dictionary)
+        self.padding_idx = dictionary.pad()
+        self.embed_tokens = Embedding(len(dictionary), embed_dim, self.padding_idx)
+        self.dropout_in = nn.Dropout(dropout_in)
+        self.rnn = nn.GRU(embed_dim, hidden_size, batch_first=True, bidirectional=True)
+        self.dropout_out = nn.Dropout(dropout_out)
+        self.output_dim = 2 * hidden_size
+
+    def forward(
+        self,
+        src_tokens: Tensor,
+        src_lengths: Tensor | None = None,
+        visual_features: Tensor | None = None,
+    ) -> EncoderOut:
+        """Encode a (left- or right-padded) batch; ``visual_features`` ride along unchanged."""
+        if visual_features is None:
+            raise ValueError(
+                "cgru_mmt needs net_input['visual_features']: train and decode with "
+                "--task multimodal_translation --visual-features DIR"
+            )
+        # fairseq left-pads sources by default; packing wants right padding
+        src_tokens = utils.convert_padding_direction(
+            src_tokens, self.padding_idx, left_to_right=True
+        )
+        padding_mask = src_tokens.eq(self.padding_idx)
+        lengths = (~padding_mask).sum(dim=1)
+        x = self.dropout_in(self.embed_tokens(src_tokens))
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        annotations, _ = self.rnn(packed)
+        annotations, _ = pad_packed_sequence(
+            annotations, batch_first=True, total_length=src_tokens.size(1)
+        )
+        return {
+            "annotations": self.dropout_out(annotations),  # B x S x 2H
+            "padding_mask": padding_mask,  # B x S
+            "visual_features": visual_features.to(annotations.dtype),  # B x D or B x K x D
+        }
+
+    def reorder_encoder_out(self, encoder_out: EncoderOut, new_order: Tensor) -> EncoderOut:
+        return {key: value.index_select(0, new_order) for key, value in encoder_out.items()}
+
+    def max_positions(self) -> int:
+        return DEFAULT_MAX_POSITIONS
+
+
+class ConditionalAttention(nn.Module):
+    """Eq. (12)-(14): a'_t = W^a tanh(W^h h'_t + W^s S), a_t = softmax(a'_t), c'_t = sum a_t S."""
+
+    def __init__(self, query_dim: int, context_dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.query_proj = Linear(query_dim, attention_dim, bias=False)  # W^h
+        self.key_proj = Linear(context_dim, attention_dim)  # W^s
+        self.score_proj = Linear(attention_dim, 1, bias=False)  # W^a
+
+    def keys(self, annotations: Tensor) -> Tensor:
+        """W^s S, computed once per sentence rather than at every target step."""
+        return self.key_proj(annotations)
+
+    def forward(
+        self, query: Tensor, annotations: Tensor, keys: Tensor, padding_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        scores = self.score_proj(torch.tanh(keys + self.query_proj(query).unsqueeze(1)))
+        scores = scores.squeeze(2).float().masked_fill(padding_mask, float("-inf"))
+        weights = F.softmax(scores, dim=1).type_as(annotations)  # B x S
+        context = torch.bmm(weights.unsqueeze(1), annotations).squeeze(1)
+        return context, weights
+
+
+def gru_step(input_gates: Tensor, hidden: Tensor, cell: nn.GRUCell) -> Tensor:
+    """One step of ``cell`` whose input projection W_ih x + b_ih was computed beforehand."""
+    hidden_gates = F.linear(hidden, cell.weight_hh, cell.bias_hh)
+    in_r, in_z, in_n = input_gates.chunk(3, dim=-1)
+    hid_r, hid_z, hid_n = hidden_gates.chunk(3, dim=-1)
+    reset = torch.sigmoid(in_r + hid_r)
+    update = torch.sigmoid(in_z + hid_z)
+    candidate = torch.tanh(in_n + reset * hid_n)
+    return candidate + update * (hidden - candidate)
+
+
+class ConditionalGRUDecoder(FairseqIncrementalDecoder):
+    """Conditional GRU decoder with visually modulated attention (eq. 11-18).
+
+    Returns ``(logits, {"attn": [B x T x S], "final_hidden": B x H})`` where ``final_hidden``
+    is hT of eq. (1): each sentence's state at its own last real target step.
+    """
+
+    def __init__(
+        self,
+        dictionary,
+        context_dim: int,
+        visual_feature_dim: int,
+        embed_dim: int = 256,
+        hidden_size: int = 512,
+        attention_dim: int = 1024,
+        out_embed_dim: int = 256,
+        dropout_in: float = 0.0,
+        dropout_out: float = 0.5,
+        share_input_output_embed: bool = False,
+        init: str = "mean-ctx",
+        visual_fusion: str = "ctx-mul",
+    ) -> None:
+        super().__init__(dictionary)
+        self.padding_idx = dictionary.pad()
+        self.hidden_size = hidden_size
+        self.embed_tokens = Embedding(len(dictionary), embed_dim, self.padding_idx)
+        self.dropout_in = nn.Dropout(dropout_in)
+        self.gru1 = nn.GRUCell(embed_dim, hidden_size)
+        self.attention = ConditionalAttention(hidden_size, context_dim, attention_dim)
+        self.fusion = build_visual_fusion(visual_fusion, visual_feature_dim, context_dim)
+        self.context_proj = Linear(context_dim, hidden_size)  # W^c
+        self.gru2 = nn.GRUCell(hidden_size, hidden_size)
+        self.init_proj = Linear(context_dim, hidden_size) if init == "mean-ctx" else None
+        self.bottleneck = Linear(hidden_size, out_embed_dim)  # W^bot
+        self.dropout_out = nn.Dropout(dropout_out)
+        if share_input_output_embed:
+            self.output_projection = nn.Linear(out_embed_dim, len(dictionary), bias=False)
+            self.output_projection.weight = self.embed_tokens.weight
+        else:
+            self.output_projection = Linear(out_embed_dim, len(dictionary))  # W^proj
+
+    def forward(
+        self,
+        prev_output_tokens: Tensor,
+        encoder_out: EncoderOut,
+        incremental_state: dict[str, dict[str, Tensor | None]] | None = None,
+        **unused,
+    ):
+        hidden_states, attention = self.extract_features(
+            prev_output_tokens, encoder_out, incremental_state
+        )
+        return self.output_layer(hidden_states), {
+            "attn": [attention],
+            "final_hidden": self.last_real_state(hidden_states, prev_output_tokens),
+        }
+
+    def extract_features(
+        self,
+        prev_output_tokens: Tensor,
+        encoder_out: EncoderOut,
+        incremental_state: dict[str, dict[str, Tensor | None]] | None = None,
+        **unused,
+    ) -> tuple[Tensor, Tensor]:
+        """Run the cGRU over the target prefix: hidden states B x T x H, attention B x T x S."""
+        if incremental_state is not None:
+            prev_output_tokens = prev_output_tokens[:, -1:]
+        state = self.decoder_state(encoder_out, incremental_state)
+        annotations, padding_mask = encoder_out["annotations"], encoder_out["padding_mask"]
+        embedded = self.dropout_in(self.embed_tokens(prev_output_tokens))
+        input_gates = F.linear(embedded, self.gru1.weight_ih, self.gru1.bias_ih)  # hoisted
+        hidden, keys, fused_visual = state["hidden"], state["keys"], state.get("visual")
+        outputs, attentions = [], []
+        for t in range(prev_output_tokens.size(1)):
+            query = gru_step(input_gates[:, t], hidden, self.gru1)  # h'_t
+            context, weights = self.attention(query, annotations, keys, padding_mask)
+            context = self.context_proj(self.fusion(context, fused_visual))  # c_t
+            hidden = self.gru2(context, query)  # h_t
+            outputs.append(hidden)
+            attentions.append(weights)
+        if incremental_state is not None:
+            self.set_incremental_state(incremental_state, "state", {**state, "hidden": hidden})
+        return torch.stack(outputs, dim=1), torch.stack(attentions, dim=1)
+
+    def decoder_state(
+        self,
+        encoder_out: EncoderOut,
+        incremental_state: dict[str, dict[str, Tensor | None]] | None,
+    ) -> dict[str, Tensor]:
+        """Initial hidden state and per-sentence precomputations, cached across steps."""
+        if incremental_state is not None:
+            cached = self.get_incremental_state(incremental_state, "state")
+            if cached is not None:
+                return cached
+        annotations, padding_mask = encoder_out["annotations"], encoder_out["padding_mask"]
+        if self.init_proj is None:
+            hidden = annotations.new_zeros(annotations.size(0), self.hidden_size)
+        else:
+            real = (~padding_mask).unsqueeze(2).type_as(annotations)
+            mean_context = (annotations * real).sum(dim=1) / real.sum(dim=1)
+            hidden = torch.tanh(self.init_proj(mean_context))
+        state = {"hidden": hidden, "keys": self.attention.keys(annotations)}
+        fused_visual = self.fusion.precompute(encoder_out["visual_features"])
+        if fused_visual is not None:
+            state["visual"] = fused_visual
+        return state
+
+    def last_real_state(self, hidden_states: Tensor, prev_output_tokens: Tensor) -> Tensor:
+        """hT: each sentence's hidden state at its last non-padding target position."""
+        if hidden_states.size(1) != prev_output_tokens.size(1):  # incremental: one step
+            return hidden_states[:, -1]
+        last = prev_output_tokens.ne(self.padding_idx).sum(dim=1) - 1
+        index = last.view(-1, 1, 1).expand(-1, 1, hidden_states.size(2))
+        return hidden_states.gather(1, index).squeeze(1)
+
+    def output_layer(self, hidden_states: Tensor) -> Tensor:
+        """Eq. (17)-(18) up to the softmax: W^proj dropout(tanh(W^bot h_t))."""
+        return self.output_projection(self.dropout_out(torch.tanh(self.bottleneck(hidden_states))))
+
+    def reorder_incremental_state(
+        self,
+        incremental_state: dict[str, dict[str, Tensor | None]],
+        new_order: Tensor,
+    ) -> None:
+        cached = self.get_incremental_state(incremental_state, "state")
+        if cached is not None:
+            reordered = {key: value.index_select(0, new_order) for key, value in cached.items()}
+            self.set_incremental_state(incremental_state, "state", reordered)
+
+    def max_positions(self) -> int:
+        return DEFAULT_MAX_POSITIONS
+
+
+@register_model_architecture("cgru_mmt", "cgru_mmt")
+def base_architecture(args) -> None:
+    """The paper's sizes (Appendix A)."""
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 256)
+    args.encoder_hidden_size = getattr(args, "encoder_hidden_size", 512)
+    args.encoder_dropout_in = getattr(args, "encoder_dropout_in", 0.3)
+    args.encoder_dropout_out = getattr(args, "encoder_dropout_out", 0.3)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 256)
+    args.decoder_hidden_size = getattr(args, "decoder_hidden_size", 512)
+    args.decoder_attention_dim = getattr(args, "decoder_attention_dim", 1024)
+    args.decoder_out_embed_dim = getattr(args, "decoder_out_embed_dim", 256)
+    args.decoder_dropout_in = getattr(args, "decoder_dropout_in", 0.0)
+    args.decoder_dropout_out = getattr(args, "decoder_dropout_out", 0.5)
+    args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", False)
+    args.decoder_init = getattr(args, "decoder_init", "mean-ctx")
+    args.visual_fusion = getattr(args, "visual_fusion", "ctx-mul")
+
+
+@register_model_architecture("cgru_mmt", "cgru_mmt_small")
+def cgru_mmt_small(args) -> None:
+    """A small preset for tests and the CPU demo."""
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 64)
+    args.encoder_hidden_size = getattr(args, "encoder_hidden_size", 128)
+    args.encoder_dropout_in = getattr(args, "encoder_dropout_in", 0.1)
+    args.encoder_dropout_out = getattr(args, "encoder_dropout_out", 0.1)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 64)
+    args.decoder_hidden_size = getattr(args, "decoder_hidden_size", 128)
+    args.decoder_attention_dim = getattr(args, "decoder_attention_dim", 128)
+    args.decoder_out_embed_dim = getattr(args, "decoder_out_embed_dim", 64)
+    args.decoder_dropout_out = getattr(args, "decoder_dropout_out", 0.2)
+    base_architecture(args)

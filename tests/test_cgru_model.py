@@ -1,0 +1,183 @@
+"""The cGRU model: incremental decoding, padding invariance, hT, fusions, presets."""
+
+import argparse
+from types import SimpleNamespace
+
+import pytest
+import torch
+from fairseq.data import Dictionary
+from fairseq.models import ARCH_CONFIG_REGISTRY
+
+import fairseq_mmt_adv  # noqa: F401  (registers the architectures)
+from fairseq_mmt_adv.models.cgru_mmt import ConditionalGRUMultimodalModel, gru_step
+
+VISUAL_DIM = 12
+
+
+def make_dictionary(size: int = 20) -> Dictionary:
+    dictionary = Dictionary()
+    for i in range(size):
+        dictionary.add_symbol(f"w{i}")
+    return dictionary
+
+
+def build_model(arch: str = "cgru_mmt_small", **overrides) -> ConditionalGRUMultimodalModel:
+    args = argparse.Namespace(arch=arch, **overrides)
+    task = SimpleNamespace(
+        source_dictionary=make_dictionary(15),
+        target_dictionary=make_dictionary(20),
+        visual_feature_dim=VISUAL_DIM,
+    )
+    ARCH_CONFIG_REGISTRY[arch](args)
+    torch.manual_seed(0)
+    model = ConditionalGRUMultimodalModel.build_model(args, task)
+    return model.eval()
+
+
+def random_batch(model, lengths_src, lengths_tgt, left_pad_source=True, seed=0):
+    """Source/target batches padded the way fairseq pads them (left source, right target)."""
+    generator = torch.Generator().manual_seed(seed)
+    pad, eos = model.encoder.padding_idx, model.decoder.dictionary.eos()
+    bsz = len(lengths_src)
+    src = torch.full((bsz, max(lengths_src)), pad)
+    prev = torch.full((bsz, max(lengths_tgt)), pad)
+    for b, (ls, lt) in enumerate(zip(lengths_src, lengths_tgt, strict=True)):
+        tokens = torch.randint(4, 15, (ls,), generator=generator)
+        tokens[-1] = eos
+        if left_pad_source:
+            src[b, src.size(1) - ls :] = tokens
+        else:
+            src[b, :ls] = tokens
+        prev[b, 0] = eos
+        prev[b, 1:lt] = torch.randint(4, 20, (lt - 1,), generator=generator)
+    visual = torch.rand(bsz, VISUAL_DIM, generator=generator)
+    return src, torch.tensor(lengths_src), prev, visual
+
+
+def test_preset_sizes_follow_the_paper():
+    model = build_model("cgru_mmt")
+    encoder, decoder = model.encoder, model.decoder
+    assert encoder.embed_tokens.embedding_dim == 256
+    assert encoder.rnn.hidden_size == 512 and encoder.rnn.bidirectional
+    assert decoder.gru1.hidden_size == decoder.gru2.hidden_size == 512
+    assert decoder.attention.key_proj.out_features == 1024  # W^s
+    assert decoder.attention.query_proj.out_features == 1024  # W^h
+    assert decoder.fusion.feature_proj.out_features == 1024  # W^feat
+    assert decoder.context_proj.out_features == 512  # W^c
+    assert decoder.bottleneck.out_features == 256  # W^bot
+    assert encoder.dropout_in.p == encoder.dropout_out.p == 0.3
+    assert decoder.dropout_out.p == 0.5
+
+
+def test_gru_step_matches_torch_gru_cell():
+    cell = torch.nn.GRUCell(7, 5)
+    x, h = torch.randn(3, 7), torch.randn(3, 5)
+    gates = torch.nn.functional.linear(x, cell.weight_ih, cell.bias_ih)
+    torch.testing.assert_close(gru_step(gates, h, cell), cell(x, h))
+
+
+@pytest.mark.parametrize("fusion", ["ctx-mul", "none"])
+@pytest.mark.parametrize("init", ["mean-ctx", "zero"])
+def test_incremental_decoding_matches_teacher_forcing(fusion, init):
+    model = build_model(visual_fusion=fusion, decoder_init=init)
+    src, src_len, prev, visual = random_batch(model, [5, 3, 7], [6, 6, 6])
+    with torch.no_grad():
+        full_logits, full_extra = model(src, src_len, prev, visual)
+        encoder_out = model.encoder(src, src_len, visual_features=visual)
+        state: dict = {}
+        steps = [
+            model.decoder(prev[:, : t + 1], encoder_out, incremental_state=state)[0]
+            for t in range(prev.size(1))
+        ]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_incremental_state_reorders_with_the_beam():
+    model = build_model()
+    src, src_len, prev, visual = random_batch(model, [5, 3, 7], [4, 4, 4])
+    order = torch.tensor([2, 0, 1])
+    with torch.no_grad():
+        encoder_out = model.encoder(src, src_len, visual_features=visual)
+        state: dict = {}
+        for t in range(2):
+            model.decoder(prev[:, : t + 1], encoder_out, incremental_state=state)
+        model.decoder.reorder_incremental_state_scripting(state, order)
+        reordered_out = model.encoder.reorder_encoder_out(encoder_out, order)
+        step = model.decoder(prev[order, :3], reordered_out, incremental_state=state)[0]
+        full = model(src[order], src_len[order], prev[order, :3], visual[order])[0]
+    torch.testing.assert_close(step[:, -1], full[:, -1], rtol=1e-5, atol=1e-5)
+
+
+def test_output_does_not_depend_on_the_batch():
+    model = build_model()
+    src_len, tgt_len = [6, 2, 9, 4], [7, 3, 5, 8]
+    src, lengths, prev, visual = random_batch(model, src_len, tgt_len)
+    with torch.no_grad():
+        batch_logits, batch_extra = model(src, lengths, prev, visual)
+        for b in range(len(src_len)):
+            alone_src = src[b : b + 1, src.size(1) - src_len[b] :]
+            alone_prev = prev[b : b + 1, : tgt_len[b]]
+            logits, extra = model(alone_src, lengths[b : b + 1], alone_prev, visual[b : b + 1])
+            torch.testing.assert_close(
+                batch_logits[b, : tgt_len[b]], logits[0], rtol=1e-5, atol=1e-5
+            )
+            # hT is the state at this sentence's own last real step
+            torch.testing.assert_close(
+                batch_extra["final_hidden"][b], extra["final_hidden"][0], rtol=1e-5, atol=1e-5
+            )
+
+
+def test_final_hidden_is_the_last_real_state_not_a_padded_one():
+    model = build_model()
+    src, lengths, prev, visual = random_batch(model, [4, 4], [6, 3])
+    with torch.no_grad():
+        encoder_out = model.encoder(src, lengths, visual_features=visual)
+        states, _ = model.decoder.extract_features(prev, encoder_out)
+        _, extra = model(src, lengths, prev, visual)
+    torch.testing.assert_close(extra["final_hidden"][0], states[0, 5])
+    torch.testing.assert_close(extra["final_hidden"][1], states[1, 2])
+    assert not torch.allclose(extra["final_hidden"][1], states[1, 5])
+
+
+def test_right_and_left_padded_sources_agree():
+    model = build_model()
+    left = random_batch(model, [6, 2, 4], [5, 5, 5], left_pad_source=True)
+    right = random_batch(model, [6, 2, 4], [5, 5, 5], left_pad_source=False)
+    with torch.no_grad():
+        torch.testing.assert_close(model(*left)[0], model(*right)[0])
+
+
+def test_visual_fusion_uses_the_image_and_none_ignores_it():
+    src, lengths, prev, visual = random_batch(build_model(), [5, 3], [4, 4])
+    other = torch.rand_like(visual)
+    for fusion, changes in (("ctx-mul", True), ("none", False)):
+        model = build_model(visual_fusion=fusion)
+        with torch.no_grad():
+            a = model(src, lengths, prev, visual)[0]
+            b = model(src, lengths, prev, other)[0]
+        assert (not torch.allclose(a, b)) == changes, fusion
+
+
+def test_spatial_features_are_averaged_for_ctx_mul():
+    model = build_model()
+    src, lengths, prev, visual = random_batch(model, [5, 3], [4, 4])
+    spatial = visual.unsqueeze(1) + torch.randn(2, 9, VISUAL_DIM)
+    spatial = spatial - spatial.mean(dim=1, keepdim=True) + visual.unsqueeze(1)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(src, lengths, prev, spatial)[0], model(src, lengths, prev, visual)[0]
+        )
+
+
+def test_tied_output_projection_shares_the_embedding():
+    model = build_model(share_decoder_input_output_embed=True)
+    assert model.decoder.output_projection.weight is model.decoder.embed_tokens.weight
+    with pytest.raises(ValueError, match="decoder-out-embed-dim"):
+        build_model(share_decoder_input_output_embed=True, decoder_out_embed_dim=32)
+
+
+def test_missing_visual_features_is_a_clear_error():
+    model = build_model()
+    src, lengths, prev, _ = random_batch(model, [5, 3], [4, 4])
+    with pytest.raises(ValueError, match="visual_features"):
+        model(src, lengths, prev, None)
