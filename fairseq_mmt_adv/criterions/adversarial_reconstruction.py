@@ -1,0 +1,426 @@
+"""Criterion ``adversarial_reconstruction``: translation loss plus visual reconstruction terms.
+
+Total loss (paper eq. 3): ``L = L_Q + auxiliary terms computed from hT``, the decoder's final
+hidden state, with three settings (``--reconstruction``):
+
+* ``mse`` ("Baseline + G", section 3.1): ``lambda_r ||v - G(hT)||^2`` (eq. 6).
+* ``q-waae`` (section 4.2, Algorithm 2): the ``mse`` term plus ``lambda_a`` times an adversarial
+  term from a latent critic D that tells hT from prior samples h' ~ N(0, I).
+* ``g-wgan`` (section 4.1, Algorithm 1): a conditional generator ``v' = G([z, hT])`` against a
+  critic D on ``[v, hT]``; the generator/model loss is ``-lambda_a D(v', hT)``.
+
+G is a submodule, so fairseq's optimizer trains it jointly with the model. D is trained only
+here, by its own Adam (WGAN-GP, eq. 5), inside each training forward pass; it lives outside the
+module tree (see :class:`CriticTrainer`). See ``docs/CRITERION.md``.
+"""
+
+import ast
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional, Self
+
+import torch
+import torch.nn.functional as F
+from fairseq.criterions import register_criterion
+from fairseq.criterions.label_smoothed_cross_entropy import (
+    LabelSmoothedCrossEntropyCriterion,
+    LabelSmoothedCrossEntropyCriterionConfig,
+)
+from fairseq.dataclass import ChoiceEnum
+from fairseq.distributed import utils as distributed_utils
+from fairseq.logging import metrics
+from torch import Tensor, nn
+
+from fairseq_mmt_adv.modules import (
+    ConditionalFeatureCritic,
+    ConditionalVisualFeatureGenerator,
+    LatentCritic,
+    VisualFeatureGenerator,
+    critic_score,
+    gradient_penalty,
+)
+
+RECONSTRUCTION_CHOICES = ChoiceEnum(["mse", "q-waae", "g-wgan"])
+ADVERSARIAL_LOSS_CHOICES = ChoiceEnum(["wasserstein", "log"])
+DEFAULT_LAMBDA_R = {"mse": 0.2, "q-waae": 0.2, "g-wgan": 0.0}
+DEFAULT_CRITIC_HIDDEN = {"q-waae": "", "g-wgan": "1024,512"}
+# logged as sums over sentences, divided by nsentences in reduce_metrics
+AUXILIARY_METRICS = ("recon_mse", "critic_loss", "wasserstein", "grad_penalty", "adv_loss")
+
+
+@dataclass
+class AdversarialReconstructionCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
+    """``label_smoothed_cross_entropy``'s options plus those of G and D (paper section 5.1)."""
+
+    reconstruction: RECONSTRUCTION_CHOICES = field(  # type: ignore[valid-type]
+        default="q-waae",
+        metadata={
+            "help": "auxiliary objective: mse (Baseline + G), q-waae (Algorithm 2) or g-wgan "
+            "(Algorithm 1)"
+        },
+    )
+    # fairseq's argparse/omegaconf conversion understands typing.Optional, not `X | None`
+    lambda_r: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "weight of the reconstruction term ||v - v'||^2 (eq. 3); default 0.2 for "
+            "mse and q-waae, 0 for g-wgan (Algorithm 1 has no reconstruction term)"
+        },
+    )
+    lambda_a: float = field(default=0.2, metadata={"help": "weight of the adversarial term"})
+    lambda_gp: float = field(default=10.0, metadata={"help": "gradient penalty weight (eq. 5)"})
+    adversarial_loss: ADVERSARIAL_LOSS_CHOICES = field(  # type: ignore[valid-type]
+        default="wasserstein",
+        metadata={
+            "help": "adversarial term of the model/G loss: wasserstein = -D(x), log = "
+            "-log sigmoid(D(x)) (as printed in Algorithm 2)"
+        },
+    )
+    critic_hidden: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "comma-separated ReLU layer sizes of the critic D; '' is linear; default '' "
+            "for q-waae (Appendix B), '1024,512' for g-wgan (eqs. 19-21)"
+        },
+    )
+    critic_lr: float = field(default=2e-4, metadata={"help": "learning rate of D's Adam"})
+    critic_betas: str = field(default="(0.5, 0.9)", metadata={"help": "betas of D's Adam"})
+    critic_iters: int = field(
+        default=5,
+        metadata={
+            "help": "critic updates per training forward, i.e. per micro-batch (lambda_critic)"
+        },
+    )
+    noise_dim: int = field(default=128, metadata={"help": "g-wgan: size of the noise z"})
+    generator_dropout: float = field(
+        default=0.5, metadata={"help": "g-wgan: dropout on the generator input [z, hT]"}
+    )
+
+
+def parse_critic_betas(text: str) -> tuple[float, float]:
+    """Parse ``"(0.5, 0.9)"`` like fairseq's ``--adam-betas`` (but without ``eval``)."""
+    betas = ast.literal_eval(text)
+    if not (isinstance(betas, Sequence) and len(betas) == 2):
+        raise ValueError(f"--critic-betas must be a pair like '(0.5, 0.9)', got {text!r}")
+    return float(betas[0]), float(betas[1])
+
+
+def parse_hidden_sizes(text: str) -> tuple[int, ...]:
+    """Parse ``"1024,512"`` into ``(1024, 512)``; an empty string means no hidden layer."""
+    return tuple(int(size) for size in text.split(",") if size.strip())
+
+
+def _no_autocast(x: Tensor) -> torch.autocast:
+    """Context that keeps the critic in float32 even under ``--amp``."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+class CriticTrainer:
+    """Owns the critic D and its Adam optimizer, outside any ``nn.Module`` tree.
+
+    Being a plain object, it keeps D out of ``criterion.parameters()``: fairseq's optimizer
+    neither updates nor clips D, and DDP does not reduce its gradients. D stays in float32.
+    The gradient penalty interpolates ``eps * real + (1 - eps) * fake`` (Algorithm 1's
+    ``v_hat = v eps + v' (1 - eps)``), or ``eps * fake + (1 - eps) * real`` when ``eps_on_fake``
+    (Algorithm 2's ``h_hat = hT eps + h' (1 - eps)``).
+    """
+
+    def __init__(
+        self,
+        critic: nn.Module,
+        lr: float,
+        betas: tuple[float, float],
+        lambda_gp: float,
+        eps_on_fake: bool,
+    ) -> None:
+        self.critic = critic.float()
+        self.optimizer = torch.optim.Adam(critic.parameters(), lr=lr, betas=betas)
+        self.lambda_gp = lambda_gp
+        self.eps_on_fake = eps_on_fake
+        self._synced = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.critic.parameters()).device
+
+    def to_device(self, device: torch.device) -> None:
+        """Move D and its Adam moments to ``device``, keeping float32."""
+        self.critic.to(device=device)
+        # Adam casts its state to its parameters' device when loading
+        self.optimizer.load_state_dict(self.optimizer.state_dict())
+
+    def score_frozen(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """D's scores as a function of its inputs only: gradients reach ``x``/``condition``,
+        never D's parameters (they are detached)."""
+        params = {name: p.detach() for name, p in self.critic.named_parameters()}
+
+        def frozen(*inputs: Tensor) -> Tensor:
+            return torch.func.functional_call(self.critic, params, inputs)
+
+        with _no_autocast(x):
+            return critic_score(frozen, x.float(), None if condition is None else condition.float())
+
+    def estimate(self, real: Tensor, fake: Tensor, condition: Tensor | None = None) -> Tensor:
+        """Wasserstein estimate ``mean D(real) - mean D(fake)``, without gradients."""
+        with torch.no_grad():
+            return (
+                self.score_frozen(real, condition).mean()
+                - self.score_frozen(fake, condition).mean()
+            )
+
+    def step(
+        self, real: Tensor, fake: Tensor, condition: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One WGAN-GP update of D (eq. 5), minimising
+        ``mean D(fake) - mean D(real) + lambda_gp * mean_b (||grad D(x_hat_b)|| - 1)^2``.
+
+        Inputs are detached and cast to float32, and gradients are taken with
+        ``torch.autograd.grad`` for D's parameters only, so nothing is written into the
+        ``.grad`` of the model or G. Under data parallelism D's gradients are averaged over
+        the data-parallel ranks first. Returns (critic loss, Wasserstein estimate, mean
+        penalty), all measured before the update.
+        """
+        real, fake = real.detach().float(), fake.detach().float()
+        condition = None if condition is None else condition.detach().float()
+        params = list(self.critic.parameters())
+        self._sync_across_ranks()
+        with torch.enable_grad(), _no_autocast(real):
+            wasserstein = (
+                critic_score(self.critic, real, condition).mean()
+                - critic_score(self.critic, fake, condition).mean()
+            )
+            x_a, x_b = (fake, real) if self.eps_on_fake else (real, fake)
+            penalty = gradient_penalty(self.critic, x_a, x_b, condition).mean()
+            loss = self.lambda_gp * penalty - wasserstein
+            grads = torch.autograd.grad(loss, params)
+        self._average_across_ranks(grads)
+        for param, grad in zip(params, grads, strict=True):
+            param.grad = grad
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach(), wasserstein.detach(), penalty.detach()
+
+    def _sync_across_ranks(self) -> None:
+        """Once, before the first update: copy D from the first data-parallel rank."""
+        if self._synced:
+            return
+        self._synced = True
+        if distributed_utils.get_data_parallel_world_size() == 1:
+            return
+        group = distributed_utils.get_data_parallel_group()
+        source = torch.distributed.get_global_rank(group, 0)
+        for tensor in self.critic.state_dict().values():
+            torch.distributed.broadcast(tensor, src=source, group=group)
+
+    @staticmethod
+    def _average_across_ranks(grads: Sequence[Tensor]) -> None:
+        """All-reduce (average) D's gradients in place over the data-parallel ranks."""
+        world_size = distributed_utils.get_data_parallel_world_size()
+        if world_size == 1:
+            return
+        flat = torch.cat([grad.reshape(-1) for grad in grads])
+        distributed_utils.all_reduce(flat, distributed_utils.get_data_parallel_group())
+        flat.div_(world_size)
+        offset = 0
+        for grad in grads:
+            grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.critic.load_state_dict(state["critic"])
+        # Adam keeps loaded tensors that already match (no copy): never alias the caller's
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+
+
+def _task_dim(task: Any, name: str) -> int:
+    value = getattr(task, name, None)
+    if not isinstance(value, int):
+        raise ValueError(
+            f"adversarial_reconstruction needs task.{name} (an int), got {value!r}; use the "
+            "multimodal_translation task and build the model before the criterion"
+        )
+    return value
+
+
+@register_criterion(
+    "adversarial_reconstruction", dataclass=AdversarialReconstructionCriterionConfig
+)
+class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
+    """Label-smoothed NLL plus the visual reconstruction terms of eq. (3) / Algorithms 1-2."""
+
+    def __init__(self, cfg: AdversarialReconstructionCriterionConfig, task: Any) -> None:
+        super().__init__(
+            task,
+            cfg.sentence_avg,
+            cfg.label_smoothing,
+            ignore_prefix_size=cfg.ignore_prefix_size,
+            report_accuracy=cfg.report_accuracy,
+        )
+        mode = str(cfg.reconstruction)
+        feature_dim = _task_dim(task, "visual_feature_dim")
+        hidden_dim = _task_dim(task, "decoder_hidden_size")
+        self.reconstruction = mode
+        self.feature_dim = feature_dim
+        self.lambda_r = DEFAULT_LAMBDA_R[mode] if cfg.lambda_r is None else cfg.lambda_r
+        self.lambda_a = cfg.lambda_a
+        self.adversarial_loss = str(cfg.adversarial_loss)
+        self.critic_iters = cfg.critic_iters
+        self.generator: nn.Module
+        if mode == "g-wgan":
+            self.generator = ConditionalVisualFeatureGenerator(
+                hidden_dim, feature_dim, cfg.noise_dim, cfg.generator_dropout
+            )
+        else:
+            self.generator = VisualFeatureGenerator(hidden_dim, feature_dim)
+        self.critic: CriticTrainer | None = None
+        if mode != "mse":
+            if cfg.critic_iters < 1:
+                raise ValueError(f"--critic-iters must be >= 1, got {cfg.critic_iters}")
+            hidden_sizes = parse_hidden_sizes(
+                DEFAULT_CRITIC_HIDDEN[mode] if cfg.critic_hidden is None else cfg.critic_hidden
+            )
+            critic = (
+                LatentCritic(hidden_dim, hidden_sizes)
+                if mode == "q-waae"
+                else ConditionalFeatureCritic(feature_dim, hidden_dim, hidden_sizes)
+            )
+            self.critic = CriticTrainer(
+                critic,
+                lr=cfg.critic_lr,
+                betas=parse_critic_betas(cfg.critic_betas),
+                lambda_gp=cfg.lambda_gp,
+                eps_on_fake=mode == "q-waae",
+            )
+
+    def forward(
+        self, model: nn.Module, sample: dict[str, Any], reduce: bool = True
+    ) -> tuple[Tensor, int, dict[str, Any]]:
+        """Compute the loss for the given sample.
+
+        Returns (loss, sample_size, logging_output) as fairseq's criteria do. In training mode
+        (``model.training``) D first takes ``critic_iters`` updates on this batch.
+        """
+        if not reduce:
+            raise ValueError("adversarial_reconstruction supports reduce=True only")
+        net_output = model(**sample["net_input"])
+        loss, nll_loss = self.compute_loss(model, net_output, sample, reduce=reduce)
+        nsentences = sample["target"].size(0)
+        sample_size = nsentences if self.sentence_avg else sample["ntokens"]
+        auxiliary_loss, auxiliary_logs = self.compute_auxiliary_loss(
+            net_output[1]["final_hidden"], self.target_features(sample), model.training
+        )
+        # fairseq divides by sample_size: each term then weighs lambda x its sentence mean
+        loss = loss + sample_size * auxiliary_loss
+        logging_output = {
+            "loss": loss.data,
+            "nll_loss": nll_loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": nsentences,
+            "sample_size": sample_size,
+            **auxiliary_logs,
+        }
+        if self.report_accuracy:
+            n_correct, total = self.compute_accuracy(model, net_output, sample)
+            logging_output["n_correct"] = n_correct.data
+            logging_output["total"] = total.data
+        return loss, sample_size, logging_output
+
+    def target_features(self, sample: dict[str, Any]) -> Tensor:
+        """The target v (B x D, float32): pooled features, or the mean over K regions."""
+        features = sample["net_input"]["visual_features"]
+        if features.dim() == 3:
+            features = features.mean(dim=1)
+        if features.dim() != 2 or features.size(-1) != self.feature_dim:
+            raise ValueError(
+                f"visual_features must be B x {self.feature_dim} or B x K x {self.feature_dim}, "
+                f"got {tuple(sample['net_input']['visual_features'].shape)}"
+            )
+        return features.float()
+
+    def compute_auxiliary_loss(
+        self, hidden: Tensor, features: Tensor, train_critic: bool
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Weighted sentence means of the auxiliary terms, and their sums for logging.
+
+        ``hidden`` is hT (B x H), ``features`` the target v (B x D). With ``train_critic`` D is
+        updated first (Algorithms 1-2); otherwise only the Wasserstein estimate is logged.
+        """
+        nsentences = hidden.size(0)
+        logs: dict[str, Tensor] = {}
+        if self.critic is not None and train_critic:
+            logs.update(self._train_critic(hidden.detach(), features))
+        reconstruction = self.generator(hidden)
+        recon = (features - reconstruction.float()).pow(2).sum(dim=-1)  # eq. (6)
+        auxiliary_loss = self.lambda_r * recon.mean()
+        logs["recon_mse"] = recon.detach().sum()
+        if self.critic is not None:
+            g_wgan = self.reconstruction == "g-wgan"
+            fake, condition = (reconstruction, hidden) if g_wgan else (hidden, None)
+            scores = self.critic.score_frozen(fake, condition)
+            adversarial = (
+                -scores if self.adversarial_loss == "wasserstein" else -F.logsigmoid(scores)
+            )
+            auxiliary_loss = auxiliary_loss + self.lambda_a * adversarial.mean()
+            logs["adv_loss"] = adversarial.detach().sum()
+            if not train_critic:
+                real = features if g_wgan else torch.randn_like(hidden, dtype=torch.float)
+                logs["wasserstein"] = nsentences * self.critic.estimate(real, fake, condition)
+        return auxiliary_loss, logs
+
+    def _train_critic(self, hidden: Tensor, features: Tensor) -> dict[str, Tensor]:
+        """``critic_iters`` updates of D, each with fresh z (g-wgan) or h' (q-waae) and eps.
+
+        Returns the sentence-weighted means over the updates of the critic loss, Wasserstein
+        estimate and gradient penalty.
+        """
+        assert self.critic is not None
+        totals = torch.zeros(3, device=hidden.device)
+        for _ in range(self.critic_iters):
+            if self.reconstruction == "g-wgan":
+                with torch.no_grad():
+                    fake = self.generator(hidden)
+                stats = self.critic.step(features, fake, condition=hidden)
+            else:
+                prior = torch.randn_like(hidden, dtype=torch.float)
+                stats = self.critic.step(prior, hidden)
+            totals += torch.stack(stats)
+        critic_loss, wasserstein, penalty = totals * (hidden.size(0) / self.critic_iters)
+        return {"critic_loss": critic_loss, "wasserstein": wasserstein, "grad_penalty": penalty}
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Self:
+        """``.to()``, ``.cuda()``, ``.half()``... also move D, which stays in float32."""
+        super()._apply(fn, recurse)
+        if self.critic is not None:
+            self.critic.to_device(fn(torch.empty(0, device=self.critic.device)).device)
+        return self
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """D's parameters and Adam state; ``state_dict()`` stores them under ``_extra_state``."""
+        return {} if self.critic is None else self.critic.state_dict()
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore D and its Adam state from ``load_state_dict``."""
+        if self.critic is None and state:
+            raise ValueError("criterion state holds a critic D, but --reconstruction mse has none")
+        if self.critic is not None and not state:
+            raise ValueError(
+                f"criterion state has no critic D for --reconstruction {self.reconstruction}"
+            )
+        if self.critic is not None:
+            self.critic.load_state_dict(state)
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs: list[dict[str, Any]]) -> None:
+        """Aggregate logging outputs from data parallel training."""
+        super().reduce_metrics(logging_outputs)
+        nsentences = sum(log.get("nsentences", 0) for log in logging_outputs)
+        if nsentences == 0:
+            return
+        for key in AUXILIARY_METRICS:
+            if any(key in log for log in logging_outputs):
+                total = sum(log.get(key, 0) for log in logging_outputs)
+                metrics.log_scalar(key, total / nsentences, nsentences, round=3)
