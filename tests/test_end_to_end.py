@@ -1,0 +1,101 @@
+"""Stock fairseq CLIs end to end: preprocess -> train -> generate (beam, ensemble) -> BLEU."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PACKAGE_DIR, SPLIT_SIZES, cli_env, fairseq_cli
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def run(*command: str) -> str:
+    done = subprocess.run(command, capture_output=True, text=True, env=cli_env())
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_corpus, tmp_path_factory):
+    """A cgru_mmt_small model trained 3 epochs (7 updates each), a checkpoint per epoch."""
+    save_dir = tmp_path_factory.mktemp("checkpoints")
+    run(
+        fairseq_cli("train"), str(tiny_corpus / "bin"), "--user-dir", PACKAGE_DIR,
+        "--task", "multimodal_translation", "--visual-features", str(tiny_corpus / "features"),
+        "--arch", "cgru_mmt_small", "--optimizer", "adam", "--lr", "0.003",
+        "--batch-size", "16", "--max-epoch", "3",
+        "--save-dir", str(save_dir), "--cpu", "--no-progress-bar", "--seed", "2",
+    )  # fmt: skip
+    return save_dir
+
+
+def generate(corpus: Path, *extra: str) -> str:
+    return run(
+        fairseq_cli("generate"), str(corpus / "bin"), "--user-dir", PACKAGE_DIR,
+        "--task", "multimodal_translation", "--gen-subset", "test", "--batch-size", "16",
+        "--cpu", *extra,
+    )  # fmt: skip
+
+
+def hypotheses(output: str) -> list[int]:
+    return sorted(int(m) for m in re.findall(r"^H-(\d+)\t", output, flags=re.M))
+
+
+def test_beam_search_decodes_every_sentence_and_reports_bleu(tiny_corpus, trained):
+    output = generate(
+        tiny_corpus,
+        "--path", str(trained / "checkpoint_last.pt"), "--beam", "5",
+        "--visual-features", str(tiny_corpus / "features"),
+    )  # fmt: skip
+    # 61 sentences at --batch-size 16: stock fairseq 0.12 would decode 56
+    assert hypotheses(output) == list(range(SPLIT_SIZES["test"]))
+    assert re.search(r"BLEU4 = \d+\.\d+", output)
+
+
+def test_ensemble_of_two_checkpoints_decodes(tiny_corpus, trained):
+    paths = f"{trained / 'checkpoint1.pt'}:{trained / 'checkpoint3.pt'}"
+    output = generate(tiny_corpus, "--path", paths, "--beam", "5")
+    assert hypotheses(output) == list(range(SPLIT_SIZES["test"]))
+
+
+def test_features_can_move_and_the_flag_overrides_the_stored_directory(
+    tiny_corpus, trained, tmp_path
+):
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_corpus / "features", moved)
+    checkpoint = tmp_path / "model.pt"
+    shutil.copy(trained / "checkpoint_last.pt", checkpoint)
+    stored = generate(tiny_corpus, "--path", str(checkpoint), "--beam", "2")
+    overridden = generate(
+        tiny_corpus, "--path", str(checkpoint), "--beam", "2", "--visual-features", str(moved)
+    )
+    assert f"from {moved}/test.npy" in overridden
+    assert f"from {tiny_corpus / 'features'}/test.npy" in stored
+    assert hypotheses(overridden) == hypotheses(stored)
+
+    missing = subprocess.run(
+        [fairseq_cli("generate"), str(tiny_corpus / "bin"), "--user-dir", PACKAGE_DIR,
+         "--task", "multimodal_translation", "--gen-subset", "test", "--cpu",
+         "--path", str(checkpoint), "--visual-features", str(tmp_path / "nowhere")],
+        capture_output=True, text=True, env=cli_env(),
+    )  # fmt: skip
+    assert missing.returncode != 0
+    assert f"{tmp_path / 'nowhere'}/test.npy does not exist" in missing.stderr
+
+
+def test_visual_model_beats_text_only_on_the_demo_corpus(tmp_path):
+    """The demo corpus needs the image for its ambiguous nouns: ctx-mul must use it."""
+    out = tmp_path / "demo"
+    run(
+        sys.executable, str(SCRIPTS / "run_demo.py"), "--out", str(out),
+        "--systems", "text-only,ctx-mul", "--epochs", "8",
+    )  # fmt: skip
+    results = {r["system"]: r for r in json.loads((out / "results.json").read_text())}
+    visual, text = results["ctx-mul"], results["text-only"]
+    assert visual["bleu"] > text["bleu"] + 3, results
+    assert visual["ambiguous_accuracy"] > 85, results
+    assert text["ambiguous_accuracy"] < 70, results
