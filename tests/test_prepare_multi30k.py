@@ -1,0 +1,290 @@
+"""scripts/prepare-multi30k.sh on a tiny fake copy of the multi30k-dataset repository."""
+
+import gzip
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prepare-multi30k.sh"
+SIZES = {
+    "train": 60,
+    "val": 13,
+    "test_2016_flickr": 11,
+    "test_2017_flickr": 11,
+    "test_2017_mscoco": 11,
+    "test_2018_flickr": 11,
+}
+CS_SPLITS = ("train", "val", "test_2016_flickr", "test_2018_flickr")
+FAIRSEQ_NAMES = {
+    "train": "train",
+    "val": "valid",
+    "test_2016_flickr": "test",
+    "test_2017_flickr": "test1",
+    "test_2017_mscoco": "test2",
+    "test_2018_flickr": "test3",
+}
+WORDS = {
+    "en": "a dog man woman child runs walks sits on the in green red street park water ball",
+    "de": "ein hund mann frau kind läuft geht sitzt auf der im grünen roten straße park",
+    "fr": "un chien homme femme enfant court marche assis sur la dans vert rouge rue parc",
+    "cs": "pes muž žena dítě běží jde sedí na v zelené červené ulici parku vodě míč",
+}
+FEATURE_DIM = 8
+
+
+def make_fake_multi30k(root: Path) -> None:
+    """Write data/task1/{raw,tok,image_splits} with SIZES lines per split."""
+    rng = random.Random(0)
+    task1 = root / "data" / "task1"
+    for sub in ("raw", "tok", "image_splits"):
+        (task1 / sub).mkdir(parents=True)
+    for split, n in SIZES.items():
+        images = [f"{split}_{i}.jpg" for i in range(n)]
+        (task1 / "image_splits" / f"{split}.txt").write_text("\n".join(images) + "\n")
+        for lang, words in WORDS.items():
+            if lang == "cs" and split not in CS_SPLITS:
+                continue
+            sentences = [rng.choices(words.split(), k=rng.randint(3, 9)) for _ in range(n)]
+            raw = "".join(" ".join(s).capitalize() + ".\n" for s in sentences)
+            tok = "".join(" ".join(s) + " .\n" for s in sentences)
+            with gzip.open(task1 / "raw" / f"{split}.{lang}.gz", "wt", encoding="utf-8") as f:
+                f.write(raw)
+            (task1 / "tok" / f"{split}.lc.norm.tok.{lang}").write_text(tok, encoding="utf-8")
+
+
+def make_features(root: Path) -> Path:
+    """Feature files named by Multi30K split; test_2017_mscoco is float64 (to be converted)."""
+    rng = np.random.default_rng(0)
+    root.mkdir()
+    for split, n in SIZES.items():
+        dtype = np.float64 if split == "test_2017_mscoco" else np.float32
+        np.save(root / f"{split}.npy", rng.standard_normal((n, FEATURE_DIM)).astype(dtype))
+    return root
+
+
+def run_script(*args: str | Path) -> subprocess.CompletedProcess:
+    cmd = ["bash", str(SCRIPT), "--python", sys.executable, "--workers", "2", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, str]]:
+    """Modification time and content hash of every file (and link) under ``root``."""
+    result = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() or path.is_symlink():
+            stat = path.lstat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+            result[str(path.relative_to(root))] = (stat.st_mtime_ns, digest)
+    return result
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One en-de run with features: the dataset, the features, the output and the run."""
+    root = tmp_path_factory.mktemp("prepare")
+    make_fake_multi30k(root / "multi30k")
+    features = make_features(root / "features")
+    out = root / "out"
+    start = time.monotonic()
+    proc = run_script(
+        "--multi30k", root / "multi30k", "--out", out, "--bpe-merges", "50", "--features", features
+    )
+    assert proc.returncode == 0, proc.stderr
+    return {
+        "root": root,
+        "m30k": root / "multi30k",
+        "features": features,
+        "out": out,
+        "proc": proc,
+        "seconds": time.monotonic() - start,
+    }
+
+
+def test_help() -> None:
+    proc = subprocess.run(["bash", str(SCRIPT), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "--bpe-merges" in proc.stdout and "--features" in proc.stdout
+
+
+def test_binarized_files_for_every_split(prepared: dict) -> None:
+    out = prepared["out"]
+    for split in FAIRSEQ_NAMES.values():
+        for lang in ("en", "de"):
+            for ext in ("bin", "idx"):
+                assert (out / f"{split}.en-de.{lang}.{ext}").is_file(), (split, lang, ext)
+    assert (out / "dict.en.txt").is_file() and (out / "dict.de.txt").is_file()
+    assert not (out / ".binarize.tmp").exists()
+
+
+def test_text_kept_for_scoring(prepared: dict) -> None:
+    out, task1 = prepared["out"], prepared["m30k"] / "data" / "task1"
+    tok = (task1 / "tok" / "test_2017_mscoco.lc.norm.tok.de").read_text(encoding="utf-8")
+    assert (out / "text" / "test2.de").read_text(encoding="utf-8") == tok
+    with gzip.open(task1 / "raw" / "val.en.gz", "rt", encoding="utf-8") as f:
+        assert (out / "text" / "valid.raw.en").read_text(encoding="utf-8") == f.read()
+    bpe = (out / "text" / "train.bpe.de").read_text(encoding="utf-8").splitlines()
+    assert len(bpe) == SIZES["train"]
+    assert any("@@ " in line for line in bpe)
+    assert [line.replace("@@ ", "") for line in bpe] == (out / "text" / "train.de").read_text(
+        encoding="utf-8"
+    ).splitlines()
+
+
+def test_splits_tsv(prepared: dict) -> None:
+    rows = [line.split("\t") for line in (prepared["out"] / "splits.tsv").read_text().splitlines()]
+    assert rows[0] == ["split", "multi30k", "sentences"]
+    assert rows[1:] == [[FAIRSEQ_NAMES[m], m, str(n)] for m, n in SIZES.items()]
+
+
+def test_vocab_sizes(prepared: dict) -> None:
+    out = prepared["out"]
+    text = (out / "vocab_sizes.txt").read_text()
+    rows = [line.split("\t") for line in text.splitlines() if not line.startswith("#")]
+    assert rows[0][:3] == ["side", "lang", "dict_lines"]
+    for (side, lang, lines, types, padding, length, paper), want in zip(
+        rows[1:], (("source", "en", "5204"), ("target", "de", "7067")), strict=True
+    ):
+        assert (side, lang, paper) == want
+        dict_lines = (out / f"dict.{lang}.txt").read_text(encoding="utf-8").splitlines()
+        assert int(lines) == len(dict_lines)
+        assert int(types) + int(padding) == int(lines)
+        assert int(length) == int(lines) + 4 and int(length) % 8 == 0
+    assert "<s> <pad> </s> <unk>" in text
+    assert "# source (en): the paper's 5204 is not" in text  # 50 merges: other BPE types
+    assert text in prepared["proc"].stdout
+
+
+def test_features_linked_by_fairseq_names(prepared: dict) -> None:
+    out, features = prepared["out"], prepared["features"]
+    for m30k, fairseq in FAIRSEQ_NAMES.items():
+        linked = out / f"{fairseq}.npy"
+        expected = np.load(features / f"{m30k}.npy")
+        if m30k == "test_2017_mscoco":
+            assert not linked.is_symlink()
+            assert np.load(linked).dtype == np.float32
+        else:
+            assert linked.is_symlink()
+            assert os.readlink(linked) == str(features / f"{m30k}.npy")
+        np.testing.assert_allclose(np.load(linked), expected, rtol=1e-6)
+
+
+def test_progress_one_line_per_step(prepared: dict) -> None:
+    steps = [line for line in prepared["proc"].stdout.splitlines() if "/7] " in line]
+    assert [line.split("] ")[1].split("/")[0].lstrip("[") for line in steps] == list("1234567")
+
+
+def test_second_run_is_fast_and_changes_nothing(prepared: dict) -> None:
+    out = prepared["out"]
+    before = snapshot(out)
+    start = time.monotonic()
+    proc = run_script(
+        "--multi30k",
+        prepared["m30k"],
+        "--out",
+        out,
+        "--bpe-merges",
+        "50",
+        "--features",
+        prepared["features"],
+    )
+    seconds = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("done before, skipped") == 7
+    assert snapshot(out) == before
+    assert seconds < min(5.0, prepared["seconds"] / 2)
+
+
+def test_other_settings_into_same_out_refused(prepared: dict) -> None:
+    proc = run_script(
+        "--multi30k", prepared["m30k"], "--out", prepared["out"], "--bpe-merges", "40"
+    )
+    assert proc.returncode != 0
+    assert "other settings" in proc.stderr and "bpe_merges=50" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "damaged", ["tok/val.lc.norm.tok.de", "raw/test_2017_flickr.de.gz", "image_splits/train.txt"]
+)
+def test_truncated_input_fails_naming_the_file(
+    prepared: dict, tmp_path: Path, damaged: str
+) -> None:
+    m30k = tmp_path / "multi30k"
+    shutil.copytree(prepared["m30k"], m30k)
+    path = m30k / "data" / "task1" / damaged
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            lines = f.readlines()
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.writelines(lines[:-1])
+    else:
+        path.write_text("".join(path.read_text(encoding="utf-8").splitlines(True)[:-1]))
+    proc = run_script("--multi30k", m30k, "--out", tmp_path / "out", "--bpe-merges", "50")
+    assert proc.returncode != 0
+    assert "truncated input" in proc.stderr
+    assert str(path) in proc.stderr
+    assert not (tmp_path / "out" / "train.en-de.en.bin").exists()
+
+
+def test_missing_input_fails_naming_the_file(prepared: dict, tmp_path: Path) -> None:
+    m30k = tmp_path / "multi30k"
+    shutil.copytree(prepared["m30k"], m30k)
+    missing = m30k / "data" / "task1" / "tok" / "test_2018_flickr.lc.norm.tok.en"
+    missing.unlink()
+    proc = run_script("--multi30k", m30k, "--out", tmp_path / "out", "--bpe-merges", "50")
+    assert proc.returncode != 0
+    assert f"missing input {missing}" in proc.stderr
+
+
+def test_missing_feature_file_fails_clearly(prepared: dict, tmp_path: Path) -> None:
+    features = tmp_path / "features"
+    shutil.copytree(prepared["features"], features)
+    (features / "test_2018_flickr.npy").unlink()
+    out = tmp_path / "out"
+    shutil.copytree(prepared["out"], out, symlinks=True)
+    for stale in out.glob("*.npy"):
+        stale.unlink()
+    proc = run_script(
+        "--multi30k", prepared["m30k"], "--out", out, "--bpe-merges", "50", "--features", features
+    )
+    assert proc.returncode != 0
+    assert f"missing feature file {features / 'test_2018_flickr.npy'}" in proc.stderr
+    assert "fairseq split test3" in proc.stderr
+    assert not list(out.glob("*.npy"))
+
+
+def test_moses_tokenization_separate_bpe_en_cs(prepared: dict, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_script(
+        "--multi30k",
+        prepared["m30k"],
+        "--out",
+        out,
+        "--pair",
+        "en-cs",
+        "--bpe-merges",
+        "50",
+        "--tokenization",
+        "moses",
+        "--lowercase",
+        "--separate-bpe",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "bpe" / "codes.en").is_file() and (out / "bpe" / "codes.cs").is_file()
+    for split in ("train", "valid", "test", "test1"):
+        assert (out / f"{split}.en-cs.cs.bin").is_file()
+    assert not (out / "test2.en-cs.cs.bin").exists()
+    tok = prepared["m30k"] / "data" / "task1" / "tok" / "test_2018_flickr.lc.norm.tok.cs"
+    assert (out / "text" / "test1.cs").read_text(encoding="utf-8") == tok.read_text(
+        encoding="utf-8"
+    )
+    rows = (out / "splits.tsv").read_text().splitlines()[1:]
+    assert [row.split("\t")[1] for row in rows] == list(CS_SPLITS)
+    assert "n/a" in (out / "vocab_sizes.txt").read_text()
