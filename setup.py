@@ -20,5 +20,5 @@ setup(
         "sacrebleu>=2.0",
         "subword-nmt",
     ],
-    extras_require={"test": ["pytest", "ruff"], "tok": ["sacremoses"]},
+    extras_require={"test": ["pytest", "ruff", "sacremoses"], "tok": ["sacremoses"]},
 )

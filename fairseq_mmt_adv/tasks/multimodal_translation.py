@@ -52,6 +52,14 @@ class MultimodalTranslationConfig(TranslationConfig):
             "the right image (incongruent-image test)"
         },
     )
+    rebuild_batches: bool = field(
+        default=True,
+        metadata={
+            "help": "build the batches anew for every epoch (seeded by seed + epoch). fairseq "
+            "otherwise builds them once, seeded by the epoch it starts at, so a run resumed "
+            "from a checkpoint would see other batches than an uninterrupted one"
+        },
+    )
 
 
 @register_task("multimodal_translation", dataclass=MultimodalTranslationConfig)
