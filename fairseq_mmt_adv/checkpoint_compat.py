@@ -13,11 +13,16 @@ import argparse
 import numpy as np
 import torch
 
+_multiarray = getattr(np, "_core", getattr(np, "core", None)).multiarray
+
 SAFE_CHECKPOINT_GLOBALS = [
     argparse.Namespace,
-    # fairseq may keep numpy scalars (e.g. the best validation score) in ``extra_state``
+    # ``extra_state`` keeps the training meters: with --eval-bleu they hold numpy arrays (BLEU
+    # n-gram counts) and numpy scalars
+    np.ndarray,
     np.dtype,
-    getattr(np, "_core", getattr(np, "core", None)).multiarray.scalar,
+    _multiarray._reconstruct,
+    _multiarray.scalar,
     *{type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64", "bool")},
 ]
 

@@ -21,16 +21,27 @@ def run(*command: str) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tiny_corpus, tmp_path_factory):
-    """A cgru_mmt_small model trained 3 epochs (7 updates each), a checkpoint per epoch."""
+    """A cgru_mmt_small model trained 3 epochs (7 updates each), a checkpoint per epoch, with
+    BLEU validation through fairseq's own generator."""
     save_dir = tmp_path_factory.mktemp("checkpoints")
-    run(
+    log = run(
         fairseq_cli("train"), str(tiny_corpus / "bin"), "--user-dir", PACKAGE_DIR,
         "--task", "multimodal_translation", "--visual-features", str(tiny_corpus / "features"),
         "--arch", "cgru_mmt_small", "--optimizer", "adam", "--lr", "0.003",
         "--batch-size", "16", "--max-epoch", "3",
         "--save-dir", str(save_dir), "--cpu", "--no-progress-bar", "--seed", "2",
+        "--eval-bleu", "--eval-bleu-args", '{"beam": 2}', "--required-batch-size-multiple", "8",
     )  # fmt: skip
+    (save_dir / "train.log").write_text(log)
     return save_dir
+
+
+def test_validation_bleu_runs_beam_search_on_every_valid_sentence(trained):
+    log = (trained / "train.log").read_text()
+    valid = [line for line in log.splitlines() if "valid on 'valid' subset" in line]
+    assert len(valid) == 3 and all(re.search(r"\| bleu \d+(\.\d+)? \|", v) for v in valid)
+    # 37 valid sentences, batches of at most 16 in multiples of 8: all 37 are validated
+    assert all(re.search(r"\| bsz 12\.3 \|", v) for v in valid), valid
 
 
 def generate(corpus: Path, *extra: str) -> str:
