@@ -20,5 +20,9 @@ setup(
         "sacrebleu>=2.0",
         "subword-nmt",
     ],
-    extras_require={"test": ["pytest", "ruff", "sacremoses"], "tok": ["sacremoses"]},
+    extras_require={
+        "test": ["pytest", "ruff", "sacremoses", "pillow"],
+        "tok": ["sacremoses"],
+        "features": ["pillow", "tqdm"],
+    },
 )

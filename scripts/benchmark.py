@@ -1,0 +1,186 @@
+"""Training and decoding speed of fairseq's ``lstm`` and of ``cgru_mmt`` in each mode, side by side.
+
+Every system runs through stock ``fairseq-train`` / ``fairseq-generate`` on the same data, machine
+and model sizes (embeddings 256, hidden 512, bidirectional encoder, attention): throughput is
+read from fairseq's own logs (``wps`` = target tokens/s, ``ups`` = updates/s, past a warm-up
+interval), peak memory from the process (max RSS) or from CUDA. Ratios to the ``lstm`` reference
+are the headline, since absolute times on shared machines are noisy.
+
+    python scripts/benchmark.py                       # demo corpus, CPU
+    python scripts/benchmark.py --data DIR --features DIR --device cuda
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import fairseq_mmt_adv
+from fairseq_mmt_adv.demo_corpus import generate_demo_corpus
+
+BIN = Path(sys.executable).parent
+USER_DIR = os.path.dirname(fairseq_mmt_adv.__file__)
+PAPER_SIZES = ["--encoder-embed-dim", "256", "--encoder-hidden-size", "512",
+               "--decoder-embed-dim", "256", "--decoder-hidden-size", "512",
+               "--decoder-out-embed-dim", "256"]  # fmt: skip
+ADVERSARIAL = ["--criterion", "adversarial_reconstruction", "--reconstruction"]
+
+# name -> (task flags are added later) model and criterion flags
+SYSTEMS = {
+    "lstm": ["--arch", "lstm", *PAPER_SIZES, "--encoder-bidirectional", "--dropout", "0.3",
+             "--criterion", "label_smoothed_cross_entropy"],
+    "cgru": ["--arch", "cgru_mmt", "--criterion", "label_smoothed_cross_entropy"],
+    "cgru+mse": ["--arch", "cgru_mmt", *ADVERSARIAL, "mse"],
+    "cgru+q-waae": ["--arch", "cgru_mmt", *ADVERSARIAL, "q-waae"],
+    "cgru+g-wgan": ["--arch", "cgru_mmt", *ADVERSARIAL, "g-wgan"],
+}  # fmt: skip
+
+
+def run_measured(command: list[str], threads: int) -> tuple[str, float, float]:
+    """Run a command; return its output, wall seconds and peak RSS (MiB)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.time()
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        output = out.read()
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed:\n{output[-3000:]}")
+    return output, time.time() - start, usage.ru_maxrss / 1024
+
+
+def inner_stat(output: str, key: str) -> float:
+    """Mean of ``key`` over fairseq's train_inner log lines, the first (warm-up) one excluded."""
+    values = [float(v) for v in re.findall(rf"\| train_inner \|.*?\b{key}=([\d.]+)", output)]
+    if len(values) < 2:
+        raise RuntimeError(f"too few train_inner lines to measure {key}: raise --updates")
+    return sum(values[1:]) / len(values[1:])
+
+
+def task_flags(system: str, data: Path, features: Path) -> list[str]:
+    if system == "lstm":
+        return [str(data), "--task", "translation", "--user-dir", USER_DIR]
+    return [str(data), "--user-dir", USER_DIR, "--task", "multimodal_translation",
+            "--visual-features", str(features)]  # fmt: skip
+
+
+def device_flags(device: str) -> list[str]:
+    return ["--cpu"] if device == "cpu" else ["--bf16"] if device == "cuda-bf16" else []
+
+
+def benchmark_training(system: str, args: argparse.Namespace, save_dir: Path) -> dict:
+    interval = max(args.updates // 4, 1)
+    output, _, rss = run_measured(
+        [str(BIN / "fairseq-train"), *task_flags(system, args.data, args.features),
+         *SYSTEMS[system], "--optimizer", "adam", "--lr", "4e-4", "--clip-norm", "1",
+         "--batch-size", str(args.batch_size), "--max-update", str(args.updates),
+         "--log-interval", str(interval), "--log-format", "simple", "--no-progress-bar",
+         "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--disable-validation",
+         "--seed", "1", *device_flags(args.device)],
+        args.threads,
+    )  # fmt: skip
+    return {"tokens/s": inner_stat(output, "wps"), "updates/s": inner_stat(output, "ups"),
+            "peak MiB": rss}  # fmt: skip
+
+
+def benchmark_decoding(
+    system: str, args: argparse.Namespace, save_dir: Path, beam: int
+) -> tuple[float, float]:
+    """Sentences/s of beam search, and output tokens per sentence (equal lengths = fair)."""
+    output, _, _ = run_measured(
+        [str(BIN / "fairseq-generate"), *task_flags(system, args.data, args.features),
+         "--path", str(save_dir / "checkpoint_last.pt"), "--gen-subset", args.gen_subset,
+         "--beam", str(beam),
+         "--batch-size", str(args.decode_batch_size), *device_flags(args.device)],
+        args.threads,
+    )  # fmt: skip
+    match = re.search(
+        r"Translated ([\d,]+) sentences \(([\d,]+) tokens\).*?\(([\d.]+) sentences/s", output
+    )
+    if not match:
+        raise RuntimeError(f"no throughput line in fairseq-generate output:\n{output[-2000:]}")
+    sentences, tokens = (int(match.group(i).replace(",", "")) for i in (1, 2))
+    return float(match.group(3)), tokens / sentences
+
+
+def format_table(rows: list[dict]) -> str:
+    reference = rows[0]
+    columns = ["tokens/s", "updates/s", "peak MiB", "beam 5 sent/s", "beam 12 sent/s",
+               "out tok/sent"]  # fmt: skip
+    lines = [f"{'system':<13}" + "".join(f"{c:>16}" for c in columns) + f"{'train x lstm':>14}"
+             f"{'beam5 x lstm':>14}"]  # fmt: skip
+    for row in rows:
+        cells = "".join(f"{row[c]:16.1f}" for c in columns)
+        train_ratio = row["tokens/s"] / reference["tokens/s"]
+        decode_ratio = row["beam 5 sent/s"] / reference["beam 5 sent/s"]
+        lines.append(f"{row['system']:<13}{cells}{train_ratio:14.2f}{decode_ratio:14.2f}")
+    baseline = next((r for r in rows if r["system"] == "cgru"), None)
+    if baseline is not None:
+        for row in rows:
+            if row["system"].startswith("cgru+"):
+                overhead = baseline["updates/s"] / row["updates/s"] - 1
+                lines.append(
+                    f"overhead per update of {row['system']} vs cgru: {100 * overhead:+.1f}%"
+                )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, help="binarized data (default: the demo corpus)")
+    parser.add_argument("--features", type=Path, help="feature directory for --data")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--device", choices=["cpu", "cuda", "cuda-bf16"], default="cpu")
+    parser.add_argument(
+        "--updates", type=int, default=200,
+        help="training updates per system (enough for sensible output lengths when decoding)",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--decode-batch-size", type=int, default=64)
+    parser.add_argument("--gen-subset", default="test")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--work-dir", type=Path, help="keep corpus and checkpoints here")
+    args = parser.parse_args(argv)
+    if (args.data is None) != (args.features is None):
+        parser.error("--data and --features go together")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="mmt-benchmark-"))
+    if args.data is None:
+        corpus = work / "corpus"
+        if not (corpus / "bin" / "dict.de.txt").is_file():
+            generate_demo_corpus(corpus, feature_dim=2048)
+            raw = corpus / "raw"
+            run_measured(
+                [str(BIN / "fairseq-preprocess"), "--source-lang", "en", "--target-lang", "de",
+                 "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"),
+                 "--testpref", str(raw / "test"), "--destdir", str(corpus / "bin")],
+                args.threads,
+            )  # fmt: skip
+        args.data, args.features = corpus / "bin", corpus / "features"
+    rows = []
+    for system in args.systems.split(","):
+        save_dir = work / "checkpoints" / system
+        row = {"system": system, **benchmark_training(system, args, save_dir)}
+        for beam in (5, 12):
+            speed, length = benchmark_decoding(system, args, save_dir, beam)
+            row[f"beam {beam} sent/s"], row["out tok/sent"] = speed, length
+        rows.append(row)
+        print(f"{system}: {row}", flush=True)
+    print(f"\ndevice {args.device}, {args.threads} threads, batch {args.batch_size}, "
+          f"{args.updates} updates, data {args.data}")  # fmt: skip
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
