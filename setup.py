@@ -21,7 +21,8 @@ setup(
         "subword-nmt",
     ],
     extras_require={
-        "test": ["pytest", "ruff", "sacremoses", "pillow"],
+        "test": ["pytest", "ruff", "sacremoses", "pillow", "matplotlib"],
+        "plots": ["matplotlib"],
         "tok": ["sacremoses"],
         "features": ["pillow", "tqdm"],
     },

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Train one system of the paper on prepared Multi30K data (one seed). Run with --help.
+set -euo pipefail
+
+PROG=train.sh
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+usage() {
+  cat <<'EOF'
+Usage: examples/multi30k/train.sh [options] [-- EXTRA_FAIRSEQ_TRAIN_FLAGS...]
+
+Build (and run) the fairseq-train command of one system of "Adversarial reconstruction for
+Multi-modal Machine Translation" with the paper's settings (section 5.1): cgru_mmt, Adam 4e-4,
+clip 1, batch 32, lambda_gp 10, critic Adam 2e-4 (0.5, 0.9) x 5 iterations, early stopping
+after 5 epochs without a better validation BLEU (beam 5). Every option also reads the
+environment variable in brackets; options win.
+
+Options:
+  --data DIR        [DATA] prepared data (scripts/prepare-multi30k.sh --out DIR); required
+  --features DIR    [FEATURES] feature directory with {split}.npy (default: the data directory,
+                    where prepare-multi30k.sh --features links them)
+  --system S        [SYSTEM] one of
+                      baseline      ctx-mul model, NLL only
+                      mse           "Baseline + G": NLL + lambda_r ||v - G(hT)||^2
+                      g-wgan        G-WGAN (Algorithm 1), noise |z| = --noise-dim
+                      q-waae        Q-WAAE (Algorithm 2)
+                      baseline-nov, mse-nov, q-waae-nov
+                                    the same with --visual-fusion none (Table 4 "no v")
+                    (default q-waae)
+  --seed N          [SEED] random seed (default 1)
+  --lambda-r X      [LAMBDA_R] reconstruction weight (default 0.2 for mse and q-waae, 0 for
+                    g-wgan: Algorithm 1 has no reconstruction term)
+  --lambda-a X      [LAMBDA_A] adversarial weight (default 0.2; g-wgan and q-waae)
+  --noise-dim N     [NOISE_DIM] g-wgan noise size |z| (default 128)
+  --save-dir DIR    [SAVE_DIR] checkpoint directory (default CHECKPOINTS/NAME/seedN with
+                    CHECKPOINTS [checkpoints] and NAME the run name, e.g. q-waae_lr0.2_la0.2)
+  --force           train even if SAVE_DIR/DONE says this run finished already
+  --dry-run         print the command (and the run name) instead of running it
+  --print-save-dir  print the checkpoint directory of the run and exit (for scripts)
+  -h, --help        show this help
+
+Everything after "--" goes to fairseq-train as is (later flags win over the ones above), e.g.
+"-- --max-epoch 40 --fp16" or "-- --cpu" for a test on a CPU.
+
+Other environment variables:
+  FAIRSEQ_BIN   directory of fairseq-train (default: the repository's .venv/bin, else PATH)
+  USER_DIR      the plugin (default: the repository's fairseq_mmt_adv)
+  ARCH          model architecture (default cgru_mmt, the paper's sizes)
+  LOG_INTERVAL  updates between train_inner log records (default 100)
+
+fairseq-train logs JSON records (--log-format json) to SAVE_DIR/train.log, the input of
+plot_curves.py. When fairseq-train succeeds the script writes SAVE_DIR/DONE; a finished run is
+skipped when asked again (experiments.sh relies on it), unless --force.
+
+Example:
+  examples/multi30k/train.sh --data data-bin/en-de --system q-waae --seed 3 -- --max-epoch 50
+  SYSTEM=g-wgan NOISE_DIM=256 DATA=data-bin/en-de examples/multi30k/train.sh --dry-run
+EOF
+}
+
+die() {
+  printf '%s: error: %s\n' "$PROG" "$*" >&2
+  exit 1
+}
+
+# Print a command on one line, quoting only the words that need it (copy-pasteable).
+print_command() {
+  local word out=()
+  for word in "$@"; do
+    if [[ $word =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then
+      out+=("$word")
+    else
+      out+=("'${word//\'/\'\\\'\'}'")
+    fi
+  done
+  printf '%s\n' "${out[*]}"
+}
+
+need_value() { [[ $# -ge 2 && -n $2 ]] || die "option $1 needs a value (see --help)"; }
+
+DATA=${DATA:-}
+FEATURES=${FEATURES:-}
+SYSTEM=${SYSTEM:-q-waae}
+SEED=${SEED:-1}
+LAMBDA_R=${LAMBDA_R:-}
+LAMBDA_A=${LAMBDA_A:-}
+NOISE_DIM=${NOISE_DIM:-}
+SAVE_DIR=${SAVE_DIR:-}
+CHECKPOINTS=${CHECKPOINTS:-checkpoints}
+ARCH=${ARCH:-cgru_mmt}
+LOG_INTERVAL=${LOG_INTERVAL:-100}
+USER_DIR=${USER_DIR:-$REPO/fairseq_mmt_adv}
+if [[ -z ${FAIRSEQ_BIN:-} && -x $REPO/.venv/bin/fairseq-train ]]; then
+  FAIRSEQ_BIN=$REPO/.venv/bin
+fi
+FAIRSEQ_BIN=${FAIRSEQ_BIN:-}
+DRY_RUN=0
+PRINT_SAVE_DIR=0
+FORCE=0
+EXTRA=()
+
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    -h | --help) usage; exit 0 ;;
+    --data) need_value "$@"; DATA=$2; shift 2 ;;
+    --features) need_value "$@"; FEATURES=$2; shift 2 ;;
+    --system) need_value "$@"; SYSTEM=$2; shift 2 ;;
+    --seed) need_value "$@"; SEED=$2; shift 2 ;;
+    --lambda-r) need_value "$@"; LAMBDA_R=$2; shift 2 ;;
+    --lambda-a) need_value "$@"; LAMBDA_A=$2; shift 2 ;;
+    --noise-dim) need_value "$@"; NOISE_DIM=$2; shift 2 ;;
+    --save-dir) need_value "$@"; SAVE_DIR=$2; shift 2 ;;
+    --force) FORCE=1; shift ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    --print-save-dir) PRINT_SAVE_DIR=1; shift ;;
+    --) shift; EXTRA=("$@"); break ;;
+    *) die "unknown option '$1' (fairseq-train flags go after '--'; see --help)" ;;
+  esac
+done
+
+[[ -n $DATA ]] || die "give the prepared data directory with --data DIR (or DATA=DIR)"
+FEATURES=${FEATURES:-$DATA}
+[[ $SEED =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, not '$SEED'"
+number='^[0-9]+([.][0-9]+)?$'
+
+# System -> criterion flags, visual fusion and run name.
+case $SYSTEM in
+  baseline | mse | g-wgan | q-waae) FUSION=ctx-mul ;;
+  baseline-nov | mse-nov | q-waae-nov) FUSION=none ;;
+  *) die "--system must be one of baseline, mse, g-wgan, q-waae, baseline-nov, mse-nov," \
+    "q-waae-nov; not '$SYSTEM'" ;;
+esac
+KIND=${SYSTEM%-nov}
+case $KIND in
+  baseline)
+    [[ -z $LAMBDA_R$LAMBDA_A$NOISE_DIM ]] || die "$SYSTEM has no lambda_r, lambda_a or noise"
+    CRITERION=(--criterion label_smoothed_cross_entropy --label-smoothing 0)
+    NAME=$SYSTEM
+    ;;
+  mse)
+    [[ -z $LAMBDA_A$NOISE_DIM ]] || die "$SYSTEM has no adversarial term (lambda_a, noise)"
+    LAMBDA_R=${LAMBDA_R:-0.2}
+    CRITERION=(--criterion adversarial_reconstruction --reconstruction mse --lambda-r "$LAMBDA_R")
+    NAME=${SYSTEM}_lr$LAMBDA_R
+    ;;
+  q-waae)
+    [[ -z $NOISE_DIM ]] || die "$SYSTEM has no noise (--noise-dim is for g-wgan)"
+    LAMBDA_R=${LAMBDA_R:-0.2}
+    LAMBDA_A=${LAMBDA_A:-0.2}
+    CRITERION=(--criterion adversarial_reconstruction --reconstruction q-waae
+      --lambda-r "$LAMBDA_R" --lambda-a "$LAMBDA_A")
+    NAME=${SYSTEM}_lr${LAMBDA_R}_la$LAMBDA_A
+    ;;
+  g-wgan)
+    LAMBDA_R=${LAMBDA_R:-0}
+    LAMBDA_A=${LAMBDA_A:-0.2}
+    NOISE_DIM=${NOISE_DIM:-128}
+    [[ $NOISE_DIM =~ ^[1-9][0-9]*$ ]] || die "--noise-dim must be a positive integer"
+    CRITERION=(--criterion adversarial_reconstruction --reconstruction g-wgan
+      --noise-dim "$NOISE_DIM" --lambda-r "$LAMBDA_R" --lambda-a "$LAMBDA_A")
+    NAME=${SYSTEM}_z${NOISE_DIM}_lr${LAMBDA_R}_la$LAMBDA_A
+    ;;
+esac
+for value in "$LAMBDA_R" "$LAMBDA_A"; do
+  [[ -z $value || $value =~ $number ]] || die "lambda values must be numbers, not '$value'"
+done
+if [[ $KIND == g-wgan || $KIND == q-waae ]]; then  # critic settings of section 5.1
+  CRITERION+=(--lambda-gp 10 --critic-lr 2e-4 --critic-betas '(0.5, 0.9)' --critic-iters 5)
+fi
+SAVE_DIR=${SAVE_DIR:-$CHECKPOINTS/$NAME/seed$SEED}
+if [[ $PRINT_SAVE_DIR == 1 ]]; then
+  printf '%s\n' "$SAVE_DIR"
+  exit 0
+fi
+
+TRAIN=fairseq-train
+[[ -z $FAIRSEQ_BIN ]] || TRAIN=$FAIRSEQ_BIN/fairseq-train
+COMMAND=(
+  "$TRAIN" "$DATA" --user-dir "$USER_DIR"
+  --task multimodal_translation --visual-features "$FEATURES"
+  --arch "$ARCH" --visual-fusion "$FUSION"
+  "${CRITERION[@]}"
+  --optimizer adam --lr 4e-4 --clip-norm 1 --batch-size 32
+  --eval-bleu --eval-bleu-args '{"beam": 5}' --eval-bleu-remove-bpe
+  --best-checkpoint-metric bleu --maximize-best-checkpoint-metric --patience 5
+  --no-epoch-checkpoints --seed "$SEED" --save-dir "$SAVE_DIR"
+  --log-format json --log-interval "$LOG_INTERVAL" --log-file "$SAVE_DIR/train.log"
+  "${EXTRA[@]}"
+)
+
+if [[ $DRY_RUN == 1 ]]; then
+  status=
+  [[ ! -f $SAVE_DIR/DONE ]] || status=" (finished: would be skipped without --force)"
+  printf '# run %s seed %s -> %s%s\n' "$NAME" "$SEED" "$SAVE_DIR" "$status"
+  print_command "${COMMAND[@]}"
+  exit 0
+fi
+
+if [[ -f $SAVE_DIR/DONE && $FORCE == 0 ]]; then
+  printf '[%s] %s seed %s finished before (%s/DONE), skipped\n' "$PROG" "$NAME" "$SEED" "$SAVE_DIR"
+  exit 0
+fi
+[[ -d $DATA ]] || die "data directory $DATA does not exist (scripts/prepare-multi30k.sh --out)"
+[[ -f $FEATURES/train.npy ]] || die "$FEATURES/train.npy is missing: give --features DIR" \
+  "(python scripts/extract_features.py, then prepare-multi30k.sh --features)"
+if [[ $TRAIN == */* ]]; then
+  [[ -x $TRAIN ]] || die "$TRAIN not found: set FAIRSEQ_BIN or run scripts/setup-env.sh"
+else
+  command -v "$TRAIN" >/dev/null || die "fairseq-train not on PATH: set FAIRSEQ_BIN"
+fi
+
+mkdir -p "$SAVE_DIR"
+rm -f "$SAVE_DIR/DONE"
+print_command "${COMMAND[@]}" >"$SAVE_DIR/command.sh"
+printf '[%s] %s seed %s -> %s\n' "$PROG" "$NAME" "$SEED" "$SAVE_DIR"
+print_command "${COMMAND[@]}"
+"${COMMAND[@]}"
+date -u +%FT%TZ >"$SAVE_DIR/DONE"

@@ -1,0 +1,333 @@
+"""examples/multi30k: train.sh and experiments.sh (dry runs), multi_seed.py, plot_curves.py."""
+
+import importlib.util
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+RECIPES = Path(__file__).resolve().parents[1] / "examples" / "multi30k"
+TRAIN = RECIPES / "train.sh"
+EXPERIMENTS = RECIPES / "experiments.sh"
+
+
+def load(name: str) -> ModuleType:
+    """A recipe module by path (examples/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+multi_seed = load("multi_seed")
+plot_curves = load("plot_curves")
+
+
+def bash(script: Path, *args: str, env: dict | None = None, ok: bool = True) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATA", "SYSTEM", "SEED"}}
+    done = subprocess.run(
+        ["bash", str(script), *args], capture_output=True, text=True, env={**clean, **(env or {})}
+    )
+    assert (done.returncode == 0) == ok, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def train_commands(output: str) -> list[str]:
+    return [line for line in output.splitlines() if "fairseq-train " in line]
+
+
+def flag(command: str, name: str) -> str:
+    match = re.search(rf"{name} (\S+)", command)
+    assert match, f"{name} not in {command}"
+    return match[1]
+
+
+# ---------------------------------------------------------------- train.sh
+
+COMMON = [
+    "--task multimodal_translation", "--visual-features /data/en-de", "--arch cgru_mmt",
+    "--optimizer adam --lr 4e-4 --clip-norm 1 --batch-size 32",
+    "--eval-bleu --eval-bleu-args '{\"beam\": 5}' --eval-bleu-remove-bpe",
+    "--best-checkpoint-metric bleu --maximize-best-checkpoint-metric --patience 5",
+    "--seed 3", "--log-format json",
+]  # fmt: skip
+CRITIC = "--lambda-gp 10 --critic-lr 2e-4 --critic-betas '(0.5, 0.9)' --critic-iters 5"
+SYSTEMS = {
+    "baseline": ("ctx-mul", "--criterion label_smoothed_cross_entropy --label-smoothing 0", False),
+    "baseline-nov": ("none", "--criterion label_smoothed_cross_entropy", False),
+    "mse": ("ctx-mul", "--criterion adversarial_reconstruction --reconstruction mse --lambda-r 0.2",
+            False),
+    "mse-nov": ("none", "--criterion adversarial_reconstruction --reconstruction mse", False),
+    "g-wgan": ("ctx-mul", "--criterion adversarial_reconstruction --reconstruction g-wgan "
+               "--noise-dim 128 --lambda-r 0 --lambda-a 0.2", True),
+    "q-waae": ("ctx-mul", "--criterion adversarial_reconstruction --reconstruction q-waae "
+               "--lambda-r 0.2 --lambda-a 0.2", True),
+    "q-waae-nov": ("none", "--criterion adversarial_reconstruction --reconstruction q-waae", True),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("system", sorted(SYSTEMS))
+def test_train_dry_run_flags_per_system(system: str) -> None:
+    fusion, criterion, adversarial = SYSTEMS[system]
+    out = bash(TRAIN, "--system", system, "--seed", "3", "--dry-run", env={"DATA": "/data/en-de"})
+    [command] = train_commands(out)
+    assert command.split()[0].endswith("fairseq-train") and command.split()[1] == "/data/en-de"
+    for expected in [*COMMON, criterion, f"--visual-fusion {fusion}"]:
+        assert expected in command, f"{expected!r} not in {command}"
+    assert (CRITIC in command) == adversarial
+    assert re.search(rf"--save-dir checkpoints/{re.escape(system)}(_\S+)?/seed3 ", command)
+
+
+def test_train_options_environment_and_passthrough() -> None:
+    env = {"DATA": "/d", "SYSTEM": "g-wgan", "NOISE_DIM": "512", "CHECKPOINTS": "/ck"}
+    out = bash(TRAIN, "--lambda-a", "0.5", "--dry-run", "--", "--max-epoch", "7", "--fp16", env=env)
+    [command] = train_commands(out)
+    assert "--reconstruction g-wgan --noise-dim 512 --lambda-r 0 --lambda-a 0.5" in command
+    assert "--save-dir /ck/g-wgan_z512_lr0_la0.5/seed1 " in command
+    assert command.endswith("--max-epoch 7 --fp16")  # after the recipe's flags: they win
+    assert flag(command, "--visual-features") == "/d"  # features default to the data directory
+    save_dir = bash(TRAIN, "--data", "/d", "--system", "q-waae", "--seed", "2", "--print-save-dir")
+    assert save_dir.strip() == "checkpoints/q-waae_lr0.2_la0.2/seed2"
+
+
+def test_train_rejects_bad_input_and_has_help() -> None:
+    assert "Usage:" in bash(TRAIN, "--help")
+    assert "--system must be one of" in bash(TRAIN, "--data", "d", "--system", "x", ok=False)
+    assert "no lambda_r" in bash(TRAIN, "--data", "d", "--system", "baseline", "--lambda-r", "1",
+                                 ok=False)  # fmt: skip
+    assert "--data DIR" in bash(TRAIN, "--dry-run", ok=False)
+    assert "fairseq-train flags go after" in bash(TRAIN, "--data", "d", "--max-epoch", ok=False)
+
+
+# ---------------------------------------------------------------- experiments.sh
+
+
+def test_experiments_dry_run_table2_grid() -> None:
+    commands = train_commands(bash(EXPERIMENTS, "--dry-run", "--stage", "table2"))
+    assert len(commands) == 9
+    grid = {(flag(c, "--lambda-r"), flag(c, "--lambda-a")) for c in commands}
+    assert grid == {(r, a) for r in ("0.2", "0.5", "0.8") for a in ("0.2", "0.5", "0.8")}
+    assert all("--reconstruction q-waae" in c and "--visual-fusion ctx-mul" in c for c in commands)
+
+
+def test_experiments_dry_run_table3_sweep() -> None:
+    commands = train_commands(bash(EXPERIMENTS, "--dry-run", "--stage", "table3"))
+    assert [flag(c, "--noise-dim") for c in commands] == ["64", "128", "256", "512"]
+    assert all("--reconstruction g-wgan" in c for c in commands)
+
+
+def test_experiments_dry_run_all_training_runs() -> None:
+    out = bash(EXPERIMENTS, "--dry-run", "--", "--max-epoch", "2")
+    commands = train_commands(out)
+    assert len(commands) == 20 + 9 + 4 + 10 + 5
+    assert all(c.endswith("--max-epoch 2") for c in commands)
+    seeds = [flag(c, "--seed") for c in commands if "/en-de/baseline/" in c]
+    assert seeds == ["1", "2", "3", "4", "5"]
+    nov = [c for c in commands if "--visual-fusion none" in c]
+    assert len(nov) == 10 and {flag(c, "--reconstruction") for c in nov} == {"mse", "q-waae"}
+    french = [c for c in commands if "data-bin/en-fr" in c]
+    assert len(french) == 5 and all("--reconstruction q-waae" in c for c in french)
+
+
+def test_experiments_dry_run_decoding_is_a_beam12_ensemble_then_scoring() -> None:
+    out = bash(EXPERIMENTS, "--dry-run", "--stage", "decode", env={"CHECKPOINTS": "/ck"})
+    generate = [
+        line for line in out.splitlines() if line.split(" ")[0].endswith("/fairseq-generate")
+    ]
+    qwaae = [c for c in generate if "/ck/en-de/q-waae_lr0.2_la0.2/seed5/" in c]
+    assert [flag(c, "--gen-subset") for c in qwaae] == ["test", "test1", "test2", "test3"]
+    for command in qwaae:
+        assert "--beam 12 --remove-bpe" in command
+        paths = flag(command, "--path").split(":")
+        assert paths == [f"/ck/en-de/q-waae_lr0.2_la0.2/seed{s}/checkpoint_best.pt" for s in
+                         range(1, 6)]  # fmt: skip
+    scoring = [line for line in out.splitlines() if "-m fairseq_mmt_adv.scoring" in line]
+    assert len(scoring) == len(generate) == 4 * 4 + 9 + 4 + 2 * 4 + 4
+    assert "--references data-bin/en-de/text/test2.de" in " ".join(scoring)
+
+
+def test_experiments_rejects_unknown_stage() -> None:
+    assert "unknown stage" in bash(EXPERIMENTS, "--stage", "table9", ok=False)
+    assert "Usage:" in bash(EXPERIMENTS, "--help")
+
+
+# ---------------------------------------------------------------- multi_seed.py
+
+
+def test_mean_and_sample_std() -> None:
+    mean, std, n = multi_seed.mean_std([40.0, 41.0, 42.5, None])
+    assert n == 3 and mean == pytest.approx(41.1666667)
+    assert std == pytest.approx(math.sqrt(((40 - mean) ** 2 + (41 - mean) ** 2 + (42.5 - mean) ** 2)
+                                          / 2))  # fmt: skip
+    assert multi_seed.mean_std([None, None]) == (None, None, 0)
+    assert multi_seed.mean_std([30.0]) == (30.0, None, 1)
+
+
+PER_SEED = {
+    "seed1": {"test": {"BLEU": 40.0, "METEOR": 59.0}, "test2": {"BLEU": 30.0, "METEOR": None}},
+    "seed2": {"test": {"BLEU": 41.0, "METEOR": 60.0}, "test2": {"BLEU": 31.0, "METEOR": None}},
+    "seed3": {"test": {"BLEU": 42.0, "METEOR": 61.0}, "test2": {"BLEU": 32.5, "METEOR": None}},
+}
+
+
+def test_aggregate_and_table() -> None:
+    stats = multi_seed.aggregate(PER_SEED, ["test", "test2"])
+    assert stats["test"]["BLEU"] == (pytest.approx(41.0), pytest.approx(1.0), 3)
+    assert stats["test"]["METEOR"] == (pytest.approx(60.0), pytest.approx(1.0), 3)
+    assert stats["test2"]["BLEU"][0] == pytest.approx(31.1666667)
+    assert stats["test2"]["BLEU"][1] == pytest.approx(1.2583057)
+    assert stats["test2"]["METEOR"] == (None, None, 0)
+    ensemble = {"test": {"BLEU": 43.2, "METEOR": 61.5}, "test2": {"BLEU": 33.0, "METEOR": None}}
+    table = multi_seed.format_table(
+        PER_SEED, ensemble, ["test", "test2"], {"test2": "test_2017_mscoco"}, title="q-waae"
+    )
+    lines = table.splitlines()
+    assert lines[0] == "q-waae" and "test_2017_mscoco BLEU" in lines[1]
+    assert lines[2].split() == ["seed1", "40.00", "59.00", "30.00", "-"]
+    assert lines[5].split() == ["mean", "±", "std", "(3)", "41.00", "±", "1.00", "60.00", "±",
+                                "1.00", "31.17", "±", "1.26", "-"]  # fmt: skip
+    assert lines[6].split() == ["ensemble", "(3)", "43.20", "61.50", "33.00", "-"]
+    report = multi_seed.report_json(PER_SEED, ensemble, ["test", "test2"])
+    assert report["mean"]["test"]["BLEU"] == pytest.approx(41.0)
+    assert report["std"]["test2"]["METEOR"] is None
+
+
+def test_generate_command_and_labels(tmp_path: Path) -> None:
+    command = multi_seed.generate_command("data", ["a/seed1/best.pt", "a/seed2/best.pt"], "test2")
+    assert "--path a/seed1/best.pt:a/seed2/best.pt" in " ".join(command)
+    assert "--gen-subset test2 --beam 12 --remove-bpe" in " ".join(command)
+    assert multi_seed.run_labels(["x/q/seed1", "x/q/seed2"]) == ["seed1", "seed2"]
+    assert multi_seed.run_labels(["a/seed1", "b/seed1"]) == ["a/seed1", "b/seed1"]
+    assert multi_seed.file_label("a/seed1") == "a_seed1"
+    (tmp_path / "seed1").mkdir()
+    assert multi_seed.checkpoint_path(tmp_path / "seed1") == tmp_path / "seed1/checkpoint_best.pt"
+
+
+FAKE_GENERATE = """\
+import sys
+from pathlib import Path
+args = sys.argv[1:]
+data, split = Path(args[0]), args[args.index("--gen-subset") + 1]
+paths = args[args.index("--path") + 1].split(":")
+for i, line in enumerate((data / "text" / f"{split}.de").read_text().splitlines()):
+    words = line.split()
+    if len(paths) == 1 and "seed2" in paths[0]:
+        words = words[:-1]  # seed2 drops the last word
+    print(f"S-{i}\\tsource\\nH-{i}\\t-0.5\\t{' '.join(words)}")
+"""
+
+
+def test_multi_seed_main_with_a_fake_fairseq_generate(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "data"
+    (data / "text").mkdir(parents=True)
+    (data / "dict.en.txt").write_text("a 1\n")
+    (data / "dict.de.txt").write_text("a 1\n")
+    (data / "splits.tsv").write_text("split\tmulti30k\tsentences\ntest\ttest_2016_flickr\t3\n")
+    refs = ["ein hund läuft durch den park .", "zwei männer spielen fußball auf der straße .",
+            "eine frau sitzt auf einer bank und liest ein buch ."]  # fmt: skip
+    (data / "text" / "test.de").write_text("\n".join(refs) + "\n")
+    fake = tmp_path / "fake_generate.py"
+    fake.write_text(FAKE_GENERATE)
+    fake_cmd = tmp_path / "fairseq-generate"
+    fake_cmd.write_text(f'#!/bin/sh\nexec {sys.executable} {fake} "$@"\n')
+    fake_cmd.chmod(0o755)
+    seeds = []
+    for s in (1, 2, 3):
+        (tmp_path / f"seed{s}").mkdir()
+        (tmp_path / f"seed{s}" / "checkpoint_best.pt").write_bytes(b"")
+        seeds.append(str(tmp_path / f"seed{s}"))
+    out_dir = tmp_path / "out"
+    argv = ["--data", str(data), "--checkpoints", *seeds, "--fairseq-generate", str(fake_cmd)]
+    argv += ["--output-dir", str(out_dir), "--json", str(tmp_path / "s.json"), "--meteor-jar", ""]
+    assert multi_seed.main(argv) == 0
+    table = capsys.readouterr().out
+    assert "test_2016_flickr BLEU" in table
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[2:]}
+    assert rows["seed1"][1] == rows["seed3"][1] == "100.00" and float(rows["seed2"][1]) < 100
+    assert rows["ensemble"][2] == "100.00"
+    assert (out_dir / "beam12.ensemble.test.txt").is_file()
+    assert (out_dir / "beam12.seed2.test.txt").is_file()
+    # --reuse scores the complete outputs again without decoding
+    fake_cmd.write_text("#!/bin/sh\nexit 3\n")
+    assert multi_seed.main([*argv, "--reuse"]) == 0
+    assert capsys.readouterr().out == table
+
+
+def test_multi_seed_does_not_import_fairseq() -> None:
+    code = (
+        f"import runpy, sys; runpy.run_path({str(RECIPES / 'multi_seed.py')!r}); "
+        "assert not {'fairseq', 'torch', 'fairseq_mmt_adv'} & set(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- plot_curves.py
+
+# fairseq-train --log-format json, stdout format, of a 2-epoch q-waae run with --log-interval 3
+# (abridged: other lines of the real log in between are kept as they come).
+STDOUT_LOG = """\
+2024-05-01 12:00:00 | INFO | fairseq_cli.train | {'_name': None, 'common': {'_name': None, 'log_format': 'json'}}
+2024-05-01 12:00:01 | INFO | fairseq_cli.train | begin training epoch 1
+2024-05-01 12:00:03 | INFO | train_inner | {"epoch": 1, "update": 0.429, "loss": "8.602", "nll_loss": "4.003", "recon_mse": "16.041", "critic_loss": "1.351", "wasserstein": "0.056", "grad_penalty": "0.141", "adv_loss": "-0.052", "ppl": "16.04", "wps": "1620.6", "ups": "22.58", "wpb": "122.5", "bsz": "16", "num_updates": "3", "lr": "0.0004", "gnorm": "0.733", "clip": "0", "train_wall": "0", "wall": "0"}
+2024-05-01 12:00:04 | INFO | train_inner | {"epoch": 1, "update": 0.857, "loss": "8.034", "nll_loss": "3.94", "recon_mse": "14.581", "critic_loss": "1.41", "wasserstein": "-0.266", "grad_penalty": "0.114", "adv_loss": "-0.381", "ppl": "15.35", "wps": "1936.7", "ups": "15.49", "wpb": "125", "bsz": "10", "num_updates": "6", "lr": "0.0004", "gnorm": "0.934", "clip": "0", "train_wall": "0", "wall": "1"}
+2024-05-01 12:00:04 | INFO | fairseq_cli.train | begin validation on "valid" subset
+2024-05-01 12:00:05 | INFO | valid | {"epoch": 1, "valid_loss": "8.003", "valid_nll_loss": "3.886", "valid_recon_mse": "14.938", "valid_wasserstein": "-0.602", "valid_adv_loss": "-0.597", "valid_ppl": "14.78", "valid_bleu": "1.5", "valid_wps": "2594", "valid_wpb": "91.7", "valid_bsz": "12.3", "valid_num_updates": "7"}
+2024-05-01 12:00:05 | INFO | fairseq.checkpoint_utils | Saved checkpoint checkpoints/checkpoint_best.pt (epoch 1 @ 7 updates, score 1.5) (writing took 0.2 seconds)
+2024-05-01 12:00:05 | INFO | train | {"epoch": 1, "train_loss": "8.423", "train_nll_loss": "3.969", "train_recon_mse": "15.875", "train_critic_loss": "1.428", "train_wasserstein": "-0.168", "train_grad_penalty": "0.126", "train_adv_loss": "-0.223", "train_ppl": "15.66", "train_wps": "1156.2", "train_ups": "11.22", "train_wpb": "113.1", "train_bsz": "14.3", "train_num_updates": "7", "train_lr": "0.0004", "train_gnorm": "0.779", "train_clip": "0", "train_train_wall": "0", "train_wall": "1"}
+2024-05-01 12:00:06 | INFO | train_inner | {"epoch": 2, "update": 1.286, "loss": "7.716", "nll_loss": "3.884", "recon_mse": "14.829", "critic_loss": "1.579", "wasserstein": "-0.525", "grad_penalty": "0.105", "adv_loss": "-0.507", "ppl": "14.76", "wps": "552.8", "ups": "5.12", "wpb": "108", "bsz": "16", "num_updates": "9", "lr": "0.0004", "gnorm": "0.989", "clip": "0", "train_wall": "0", "wall": "1"}
+2024-05-01 12:00:07 | INFO | valid | {"epoch": 2, "valid_loss": "5.487", "valid_nll_loss": "3.793", "valid_recon_mse": "8.826", "valid_wasserstein": "-2.504", "valid_adv_loss": "-2.659", "valid_ppl": "13.86", "valid_bleu": "2.25", "valid_wps": "2569.5", "valid_wpb": "91.7", "valid_bsz": "12.3", "valid_num_updates": "14", "valid_best_bleu": "2.25"}
+2024-05-01 12:00:07 | INFO | train | {"epoch": 2, "train_loss": "6.597", "train_nll_loss": "3.802", "train_recon_mse": "10.967", "train_critic_loss": "2.103", "train_wasserstein": "-1.21", "train_grad_penalty": "0.089", "train_adv_loss": "-1.199", "train_ppl": "13.95", "train_wps": "1211.3", "train_ups": "10.71", "train_wpb": "113.1", "train_bsz": "14.3", "train_num_updates": "14", "train_lr": "0.0004", "train_gnorm": "1.561", "train_clip": "0", "train_train_wall": "0", "train_wall": "2"}
+2024-05-01 12:00:07 | INFO | fairseq_cli.train | done training in 6.9 seconds
+"""  # noqa: E501
+
+
+def bare(log: str) -> str:
+    """The same records as --log-file writes them: bare JSON, some of them twice."""
+    lines = []
+    for line in log.splitlines():
+        message = line.split(" | ", 3)[-1]
+        lines.append(message)
+        if '"epoch": 2' in message:
+            lines.append(message)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("form", ["stdout", "log-file"])
+def test_parse_fairseq_json_log(form: str) -> None:
+    text = STDOUT_LOG if form == "stdout" else bare(STDOUT_LOG)
+    run = plot_curves.parse_log(text.splitlines(), "q-waae")
+    assert sorted(run.epochs) == [1, 2]
+    assert sorted(run.updates) == [3, 6, 9]
+    assert run.epoch_series("train_nll_loss") == ([1.0, 2.0], [3.969, 3.802])
+    assert run.epoch_series("valid_nll_loss") == ([1.0, 2.0], [3.886, 3.793])
+    assert run.epoch_series("valid_bleu") == ([1.0, 2.0], [1.5, 2.25])
+    assert run.epoch_series("train_recon_mse")[1] == [15.875, 10.967]
+    assert run.epoch_series("train_critic_loss")[1] == [1.428, 2.103]
+    assert run.epoch_series("train_wasserstein")[1] == [-0.168, -1.21]
+    assert run.epoch_series("valid_best_bleu") == ([2.0], [2.25])
+    assert run.update_series("nll_loss") == ([0.429, 0.857, 1.286], [4.003, 3.94, 3.884])
+    assert run.epoch_series("train_nonexistent") == ([], [])
+
+
+def test_read_log_names_the_run_after_its_directories(tmp_path: Path) -> None:
+    log = tmp_path / "q-waae_lr0.2_la0.2" / "seed4" / "train.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(bare(STDOUT_LOG))
+    run = plot_curves.read_log(log)
+    assert run.name == "q-waae_lr0.2_la0.2/seed4" and len(run.epochs) == 2
+
+
+def test_plot_curves_writes_a_png(tmp_path: Path) -> None:
+    logs = []
+    for name, text in (("q-waae", STDOUT_LOG), ("baseline", STDOUT_LOG.replace("recon", "x"))):
+        logs.append(tmp_path / f"{name}.log")
+        logs[-1].write_text(text)
+    png = tmp_path / "curves" / "all.png"
+    assert plot_curves.main([*map(str, logs), "-o", str(png), "--updates"]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
