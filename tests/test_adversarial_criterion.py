@@ -419,7 +419,7 @@ def test_auxiliary_terms_weigh_lambda_times_sentence_mean(mode, sentence_avg, tr
             else:
                 weight, bias = criterion.generator.proj.weight, criterion.generator.proj.bias
                 reconstruction = torch.tanh(hidden @ weight.T + bias)
-            recon = ((features - reconstruction) ** 2).sum(dim=-1)
+            recon = ((features - reconstruction) ** 2).mean(dim=-1)  # --reconstruction-distance mse
             expected = 0.3 * recon.mean()
             if mode == "q-waae":  # linear critic o = W^adv hT
                 (weight, bias) = critic_params(criterion)
@@ -583,3 +583,17 @@ def test_data_parallel_ranks_keep_identical_critics(tmp_path):
         join=True,
         start_method="fork",
     )
+
+
+def test_sum_of_squares_distance_is_eq_6_and_the_default_is_its_mean_over_dimensions():
+    task = make_task()
+    model = make_model(task).eval()
+    sample = make_sample(task, [4, 6, 3])
+    logs = {}
+    for distance in ("mse", "sse"):
+        torch.manual_seed(0)
+        criterion = make_criterion("mse", task, reconstruction_distance=distance).eval()
+        with torch.no_grad():
+            logs[distance] = criterion(model, sample)[2]["recon_mse"]
+    assert make_criterion("mse", task).reconstruction_distance == "mse"
+    torch.testing.assert_close(logs["sse"], FEATURES * logs["mse"])
