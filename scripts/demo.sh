@@ -3,10 +3,6 @@
 # the embedded demo corpus (CPU, a few minutes). Extra arguments go to scripts/run_demo.py.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bash "$root/scripts/setup-env.sh"
-venv=${MMT_ADV_VENV:-$root/.venv}
-# METEOR (exact+stem for German) needs java and a METEOR 1.5 jar: fetch PyPI's once if none is set
-if [ -z "${METEOR_JAR:-}" ] && command -v java >/dev/null; then
-  METEOR_JAR=$(bash "$root/scripts/get-meteor.sh") && export METEOR_JAR
-fi
+# shellcheck source=scripts/activate.sh
+source "$root/scripts/activate.sh"
 exec "$venv/bin/python" "$root/scripts/run_demo.py" "$@"

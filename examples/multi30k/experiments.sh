@@ -62,24 +62,10 @@ Examples:
 EOF
 }
 
-die() {
-  printf '%s: error: %s\n' "$PROG" "$*" >&2
-  exit 1
-}
+# shellcheck source=examples/multi30k/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 log() { printf '[%s] %s\n' "$PROG" "$*"; }
-
-print_command() {  # one line, quoting only the words that need it
-  local word out=()
-  for word in "$@"; do
-    if [[ $word =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then
-      out+=("$word")
-    else
-      out+=("'${word//\'/\'\\\'\'}'")
-    fi
-  done
-  printf '%s\n' "${out[*]}"
-}
 
 STAGES=()
 DRY_RUN=0

@@ -59,23 +59,8 @@ Example:
 EOF
 }
 
-die() {
-  printf '%s: error: %s\n' "$PROG" "$*" >&2
-  exit 1
-}
-
-# Print a command on one line, quoting only the words that need it (copy-pasteable).
-print_command() {
-  local word out=()
-  for word in "$@"; do
-    if [[ $word =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then
-      out+=("$word")
-    else
-      out+=("'${word//\'/\'\\\'\'}'")
-    fi
-  done
-  printf '%s\n' "${out[*]}"
-}
+# shellcheck source=examples/multi30k/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 need_value() { [[ $# -ge 2 && -n $2 ]] || die "option $1 needs a value (see --help)"; }
 
