@@ -19,13 +19,24 @@ from fairseq.models import (
     register_model,
     register_model_architecture,
 )
-from fairseq.models.lstm import Embedding, Linear
 from torch import Tensor, nn
+from torch.nn import Linear
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from fairseq_mmt_adv.modules.visual_fusion import VISUAL_FUSIONS, build_visual_fusion
 
 DEFAULT_MAX_POSITIONS = int(1e5)
+
+
+def Embedding(num_embeddings: int, embedding_dim: int, padding_idx: int) -> nn.Embedding:
+    """N(0, 1) embeddings (PyTorch's default), the padding row zero.
+
+    fairseq's ``lstm`` draws them from U(-0.1, 0.1): with that, the annotations S start with a
+    standard deviation of ~0.05, the attention context barely reaches GRU2, the attention's
+    gradients are ~1e-7 and a text-only cGRU never learns to read the source (measured on the
+    demo corpus: the same output for every sentence after 12 epochs).
+    """
+    return nn.Embedding(num_embeddings, embedding_dim, padding_idx=padding_idx)
 EncoderOut = dict[str, Tensor]
 
 
