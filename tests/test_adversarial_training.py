@@ -158,3 +158,24 @@ def test_data_parallel_ranks_keep_critic_generator_and_model_identical(demo, tmp
         assert rank0 == rank1, f"ranks differ at step {step}: {rank0} vs {rank1}"
     critic_sums = [record["critic"] for record in records[0]]
     assert len({tuple(c) for c in critic_sums}) == 8  # D really moved at every step
+
+
+def test_with_update_freq_the_critic_steps_on_every_micro_batch(demo, tmp_path):
+    """Documented behaviour: --update-freq k gives k x critic_iters critic steps per update."""
+    env = {**cli_env(), "DP_PROBE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [fairseq_cli("train"), str(demo / "bin"), "--user-dir", str(PROBE_DIR),
+         "--criterion", "probed_adversarial_reconstruction", "--reconstruction", "q-waae",
+         "--task", "multimodal_translation", "--visual-features", str(demo / "features"),
+         "--arch", "cgru_mmt_small", "--optimizer", "adam", "--lr", "0.003", "--cpu",
+         "--batch-size", "16", "--update-freq", "2", "--max-update", "3", "--no-save",
+         "--seed", "3", "--save-dir", str(tmp_path / "ckpt")],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "rank0.jsonl").read_text().splitlines()]
+    assert len(records) == 6  # 3 updates x 2 micro-batches
+    models = [tuple(r["model"]) for r in records]
+    assert models[0] == models[1] and models[2] == models[3] and models[4] == models[5]
+    assert len(set(models)) == 3  # the model moves once per update
+    assert len({tuple(r["critic"]) for r in records}) == 6  # D moves at every micro-batch

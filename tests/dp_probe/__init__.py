@@ -37,7 +37,8 @@ class ProbedAdversarialReconstructionCriterion(AdversarialReconstructionCriterio
                 "generator": checksum(self.generator.parameters()),
                 "critic": checksum(self.critic.critic.parameters()),
             }
-            rank = distributed_utils.get_data_parallel_rank()
+            distributed = torch.distributed.is_initialized()
+            rank = distributed_utils.get_data_parallel_rank() if distributed else 0
             path = os.path.join(os.environ["DP_PROBE_DIR"], f"rank{rank}.jsonl")
             with open(path, "a") as log:
                 log.write(json.dumps(record) + "\n")
