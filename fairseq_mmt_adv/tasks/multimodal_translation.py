@@ -39,8 +39,8 @@ class MultimodalTranslationConfig(TranslationConfig):
         metadata={
             "help": "standardize (default): per-dimension train mean/std, stored in the "
             "checkpoint; gives W^feat v the unit scale its initialization expects (with l2, "
-            "tanh(W^feat v) starts near 0.04 and shrinks the context ~25x, which slows "
-            "learning); l2: unit norm per feature vector; none: raw features. Decoding "
+            "tanh(W^feat v) starts at a few hundredths and shrinks the context as much, which "
+            "slows learning); l2: unit norm per feature vector; none: raw features. Decoding "
             "always uses the checkpoint's choice."
         },
     )
