@@ -76,10 +76,11 @@ def test_gru_step_matches_torch_gru_cell():
     torch.testing.assert_close(gru_step(gates, h, cell), cell(x, h))
 
 
+@pytest.mark.parametrize("implementation", ["fused", "reference"])
 @pytest.mark.parametrize("fusion", ["ctx-mul", "none"])
 @pytest.mark.parametrize("init", ["mean-ctx", "zero"])
-def test_incremental_decoding_matches_teacher_forcing(fusion, init):
-    model = build_model(visual_fusion=fusion, decoder_init=init)
+def test_incremental_decoding_matches_teacher_forcing(fusion, init, implementation):
+    model = build_model(visual_fusion=fusion, decoder_init=init, cgru_implementation=implementation)
     src, src_len, prev, visual = random_batch(model, [5, 3, 7], [6, 6, 6])
     with torch.no_grad():
         full_logits, full_extra = model(src, src_len, prev, visual)
@@ -92,8 +93,9 @@ def test_incremental_decoding_matches_teacher_forcing(fusion, init):
     torch.testing.assert_close(torch.cat(steps, dim=1), full_logits, rtol=1e-5, atol=1e-5)
 
 
-def test_incremental_state_reorders_with_the_beam():
-    model = build_model()
+@pytest.mark.parametrize("implementation", ["fused", "reference"])
+def test_incremental_state_reorders_with_the_beam(implementation):
+    model = build_model(cgru_implementation=implementation)
     src, src_len, prev, visual = random_batch(model, [5, 3, 7], [4, 4, 4])
     order = torch.tensor([2, 0, 1])
     with torch.no_grad():
@@ -181,3 +183,62 @@ def test_missing_visual_features_is_a_clear_error():
     src, lengths, prev, _ = random_batch(model, [5, 3], [4, 4])
     with pytest.raises(ValueError, match="visual_features"):
         model(src, lengths, prev, None)
+
+
+@pytest.mark.parametrize("fusion", ["ctx-mul", "none"])
+def test_fused_decoder_equals_the_reference_in_outputs_and_gradients(fusion):
+    """Same parameters, same function: logits, hT, attention and every gradient agree."""
+    reference = build_model(visual_fusion=fusion, cgru_implementation="reference").double()
+    fused = build_model(visual_fusion=fusion, cgru_implementation="fused").double()
+    fused.load_state_dict(reference.state_dict())
+    assert (reference.decoder.implementation, fused.decoder.implementation) == (
+        "reference",
+        "fused",
+    )
+    src, lengths, prev, visual = random_batch(reference, [6, 2, 9, 4], [7, 3, 5, 8])
+    results = []
+    for model in (reference, fused):
+        logits, extra = model(src, lengths, prev, visual.double())
+        target = torch.randint(0, logits.size(-1), logits.shape[:2], generator=torch.Generator())
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target)
+        loss = loss + extra["final_hidden"].pow(2).sum()
+        model.zero_grad()
+        loss.backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        results.append((logits, extra["final_hidden"], extra["attn"][0], grads))
+    (ref_logits, ref_h, ref_attn, ref_grads), (logits, h, attn, grads) = results
+    torch.testing.assert_close(logits, ref_logits)
+    torch.testing.assert_close(h, ref_h)
+    torch.testing.assert_close(attn, ref_attn)
+    assert grads.keys() == ref_grads.keys() and len(grads) > 10
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, ref_grads[name], msg=name)
+
+
+@pytest.mark.parametrize("implementation", ["fused", "reference"])
+def test_beam_rows_share_one_per_sentence_state(implementation):
+    """fairseq repeats each sentence's encoder rows for its hypotheses: the decoder computes
+    the per-sentence state once per sentence and gets what separate sentences would give."""
+    model = build_model(cgru_implementation=implementation)
+    src, lengths, prev, visual = random_batch(model, [5, 3, 7], [4, 4, 4])
+    beam = torch.tensor([0, 0, 1, 1, 1, 2, 2])
+    calls = []
+    original = model.decoder.initial_state
+
+    def counting_initial_state(encoder_out):
+        calls.append(encoder_out["annotations"].size(0))
+        return original(encoder_out)
+
+    model.decoder.initial_state = counting_initial_state
+    with torch.no_grad():
+        expanded = model.encoder.reorder_encoder_out(
+            model.encoder(src, lengths, visual_features=visual), beam
+        )
+        shared: dict = {}
+        separate: dict = {}
+        repeated = model.encoder(src[beam], lengths[beam], visual_features=visual[beam])
+        for t in range(prev.size(1)):
+            a = model.decoder(prev[beam, : t + 1], expanded, incremental_state=shared)[0]
+            b = model.decoder(prev[beam, : t + 1], repeated, incremental_state=separate)[0]
+            torch.testing.assert_close(a, b)
+    assert calls == [3, 7]  # once per sentence for the beam, once per row without repeats

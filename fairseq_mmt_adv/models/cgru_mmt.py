@@ -4,6 +4,15 @@ Bi-GRU encoder -> annotations S; conditional-GRU decoder (eq. 11):
 h'_t = GRU1(y_{t-1}, h_{t-1}); c_t = ATT(h'_t, v, S) (eq. 12-16); h_t = GRU2(c_t, h'_t);
 output b_t = tanh(W^bot h_t), p_t = softmax(W^proj b_t) (eq. 17-18).
 
+The decoder has two implementations of the same function and parameters
+(``--cgru-implementation``): ``reference`` follows the equations step by step; ``fused`` (the
+default) moves the linear maps that follow the attention out of the time loop. Because the
+attention weights sum to one and the fusion is linear in the context, GRU2's input gates are
+``W_ih (W^c (c'_t * i) + b^c) + b_ih = sum_s a_ts [W_ih (W^c (S_s * i) + b^c) + b_ih]``: the
+bracket is computed once per source position (batched matrix products instead of two small ones
+per step), and h'_t goes through W^h and GRU2's W_hh in one product. In beam search these
+per-sentence tensors are computed once per source sentence, not once per hypothesis.
+
 The image feature enters through the encoder (fairseq hands every ``net_input`` key except
 ``prev_output_tokens`` to the encoder) and travels in the encoder output, so beam search,
 ``--eval-bleu`` validation and checkpoint ensembles work with fairseq's own generator.
@@ -26,6 +35,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from fairseq_mmt_adv.modules.visual_fusion import VISUAL_FUSIONS, build_visual_fusion
 
 DEFAULT_MAX_POSITIONS = int(1e5)
+CGRU_IMPLEMENTATIONS = ("fused", "reference")
 
 
 def Embedding(num_embeddings: int, embedding_dim: int, padding_idx: int) -> nn.Embedding:
@@ -76,6 +86,9 @@ class ConditionalGRUMultimodalModel(FairseqEncoderDecoderModel):
         parser.add_argument("--visual-fusion", choices=sorted(VISUAL_FUSIONS),
                             help="how v modulates the attention context: ctx-mul (eq. 15-16) "
                                  "or none (the text-only ablation)")
+        parser.add_argument("--cgru-implementation", choices=CGRU_IMPLEMENTATIONS,
+                            help="fused (fast, default) or reference (step-by-step equations); "
+                                 "same parameters and outputs, so checkpoints work with either")
         # fmt: on
 
     @classmethod
@@ -110,6 +123,7 @@ class ConditionalGRUMultimodalModel(FairseqEncoderDecoderModel):
             share_input_output_embed=args.share_decoder_input_output_embed,
             init=args.decoder_init,
             visual_fusion=args.visual_fusion,
+            implementation=args.cgru_implementation,
         )
         return cls(encoder, decoder)
 
@@ -172,6 +186,8 @@ class BiGRUEncoder(FairseqEncoder):
             "annotations": self.dropout_out(annotations),  # B x S x 2H
             "padding_mask": padding_mask,  # B x S
             "visual_features": visual_features.to(annotations.dtype),  # B x D or B x K x D
+            # which source sentence each row is: beam search repeats rows, see decoder_state
+            "sentence_ids": torch.arange(src_tokens.size(0), device=src_tokens.device),
         }
 
     def reorder_encoder_out(self, encoder_out: EncoderOut, new_order: Tensor) -> EncoderOut:
@@ -194,19 +210,27 @@ class ConditionalAttention(nn.Module):
         """W^s S, computed once per sentence rather than at every target step."""
         return self.key_proj(annotations)
 
+    def weights(self, projected_query: Tensor, keys: Tensor, padding_mask: Tensor) -> Tensor:
+        """a_t (B x S) from W^h h'_t and the keys W^s S (eq. 13-14)."""
+        scores = self.score_proj(torch.tanh(keys + projected_query.unsqueeze(1)))
+        scores = scores.squeeze(2).float().masked_fill(padding_mask, float("-inf"))
+        return F.softmax(scores, dim=1).type_as(keys)
+
     def forward(
         self, query: Tensor, annotations: Tensor, keys: Tensor, padding_mask: Tensor
     ) -> tuple[Tensor, Tensor]:
-        scores = self.score_proj(torch.tanh(keys + self.query_proj(query).unsqueeze(1)))
-        scores = scores.squeeze(2).float().masked_fill(padding_mask, float("-inf"))
-        weights = F.softmax(scores, dim=1).type_as(annotations)  # B x S
+        weights = self.weights(self.query_proj(query), keys, padding_mask)
         context = torch.bmm(weights.unsqueeze(1), annotations).squeeze(1)
         return context, weights
 
 
 def gru_step(input_gates: Tensor, hidden: Tensor, cell: nn.GRUCell) -> Tensor:
     """One step of ``cell`` whose input projection W_ih x + b_ih was computed beforehand."""
-    hidden_gates = F.linear(hidden, cell.weight_hh, cell.bias_hh)
+    return gru_update(input_gates, F.linear(hidden, cell.weight_hh, cell.bias_hh), hidden)
+
+
+def gru_update(input_gates: Tensor, hidden_gates: Tensor, hidden: Tensor) -> Tensor:
+    """A GRU cell's new state from W_ih x + b_ih, W_hh h + b_hh and h (r, z, n gate order)."""
     in_r, in_z, in_n = input_gates.chunk(3, dim=-1)
     hid_r, hid_z, hid_n = hidden_gates.chunk(3, dim=-1)
     reset = torch.sigmoid(in_r + hid_r)
@@ -236,8 +260,15 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         share_input_output_embed: bool = False,
         init: str = "mean-ctx",
         visual_fusion: str = "ctx-mul",
+        implementation: str = "fused",
     ) -> None:
         super().__init__(dictionary)
+        if implementation not in CGRU_IMPLEMENTATIONS:
+            raise ValueError(
+                f"unknown --cgru-implementation {implementation!r}; choose from "
+                f"{list(CGRU_IMPLEMENTATIONS)}"
+            )
+        self.implementation = implementation
         self.padding_idx = dictionary.pad()
         self.hidden_size = hidden_size
         self.embed_tokens = Embedding(len(dictionary), embed_dim, self.padding_idx)
@@ -282,32 +313,80 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         if incremental_state is not None:
             prev_output_tokens = prev_output_tokens[:, -1:]
         state = self.decoder_state(encoder_out, incremental_state)
-        annotations, padding_mask = encoder_out["annotations"], encoder_out["padding_mask"]
         embedded = self.dropout_in(self.embed_tokens(prev_output_tokens))
         input_gates = F.linear(embedded, self.gru1.weight_ih, self.gru1.bias_ih)  # hoisted
+        run_steps = self.fused_steps if self.implementation == "fused" else self.reference_steps
+        outputs, attentions, hidden = run_steps(input_gates, state, encoder_out)
+        if incremental_state is not None:
+            self.set_incremental_state(incremental_state, "state", {**state, "hidden": hidden})
+        return torch.stack(outputs, dim=1), torch.stack(attentions, dim=1)
+
+    def reference_steps(
+        self, input_gates: Tensor, state: dict[str, Tensor], encoder_out: EncoderOut
+    ) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        """Eq. (11)-(16) as written, one target step at a time."""
+        annotations, padding_mask = encoder_out["annotations"], encoder_out["padding_mask"]
         hidden, keys, fused_visual = state["hidden"], state["keys"], state.get("visual")
         outputs, attentions = [], []
-        for t in range(prev_output_tokens.size(1)):
+        for t in range(input_gates.size(1)):
             query = gru_step(input_gates[:, t], hidden, self.gru1)  # h'_t
             context, weights = self.attention(query, annotations, keys, padding_mask)
             context = self.context_proj(self.fusion(context, fused_visual))  # c_t
             hidden = self.gru2(context, query)  # h_t
             outputs.append(hidden)
             attentions.append(weights)
-        if incremental_state is not None:
-            self.set_incremental_state(incremental_state, "state", {**state, "hidden": hidden})
-        return torch.stack(outputs, dim=1), torch.stack(attentions, dim=1)
+        return outputs, attentions, hidden
+
+    def fused_steps(
+        self, input_gates: Tensor, state: dict[str, Tensor], encoder_out: EncoderOut
+    ) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        """The same steps with GRU2's input gates taken as a_t-weighted sums of
+        ``state["context_gates"]`` and one product for W^h h'_t and GRU2's W_hh h'_t."""
+        padding_mask = encoder_out["padding_mask"]
+        hidden, keys, context_gates = state["hidden"], state["keys"], state["context_gates"]
+        split = [keys.size(-1), 3 * self.hidden_size]
+        query_weight = torch.cat([self.attention.query_proj.weight, self.gru2.weight_hh])
+        query_bias = torch.cat([self.gru2.bias_hh.new_zeros(split[0]), self.gru2.bias_hh])
+        outputs, attentions = [], []
+        for t in range(input_gates.size(1)):
+            query = gru_step(input_gates[:, t], hidden, self.gru1)  # h'_t
+            projected = F.linear(query, query_weight, query_bias)
+            projected_query, hidden_gates = projected.split(split, dim=1)
+            weights = self.attention.weights(projected_query, keys, padding_mask)
+            gates = torch.bmm(weights.unsqueeze(1), context_gates).squeeze(1)  # W_ih c_t + b_ih
+            hidden = gru_update(gates, hidden_gates, query)  # h_t
+            outputs.append(hidden)
+            attentions.append(weights)
+        return outputs, attentions, hidden
 
     def decoder_state(
         self,
         encoder_out: EncoderOut,
         incremental_state: dict[str, dict[str, Tensor | None]] | None,
     ) -> dict[str, Tensor]:
-        """Initial hidden state and per-sentence precomputations, cached across steps."""
-        if incremental_state is not None:
-            cached = self.get_incremental_state(incremental_state, "state")
-            if cached is not None:
-                return cached
+        """Initial hidden state and per-sentence precomputations, cached across steps.
+
+        When decoding, the rows of a source sentence's hypotheses are identical here, so the
+        state is computed once per sentence and then repeated.
+        """
+        if incremental_state is None:
+            return self.initial_state(encoder_out)
+        cached = self.get_incremental_state(incremental_state, "state")
+        if cached is not None:
+            return cached
+        sentences, rows = torch.unique(encoder_out["sentence_ids"], return_inverse=True)
+        if sentences.numel() == rows.numel():
+            return self.initial_state(encoder_out)
+        first_row = rows.new_empty(sentences.numel()).scatter_(
+            0, rows, torch.arange(rows.numel(), device=rows.device)
+        )
+        unique_out = {key: value.index_select(0, first_row) for key, value in encoder_out.items()}
+        state = self.initial_state(unique_out)
+        return {key: value.index_select(0, rows) for key, value in state.items()}
+
+    def initial_state(self, encoder_out: EncoderOut) -> dict[str, Tensor]:
+        """h_0, the keys W^s S and the fusion's per-sentence part (``visual``), or for the
+        fused steps GRU2's input gates at each source position (``context_gates``)."""
         annotations, padding_mask = encoder_out["annotations"], encoder_out["padding_mask"]
         if self.init_proj is None:
             hidden = annotations.new_zeros(annotations.size(0), self.hidden_size)
@@ -317,7 +396,13 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
             hidden = torch.tanh(self.init_proj(mean_context))
         state = {"hidden": hidden, "keys": self.attention.keys(annotations)}
         fused_visual = self.fusion.precompute(encoder_out["visual_features"])
-        if fused_visual is not None:
+        if self.implementation == "fused":
+            per_position = None if fused_visual is None else fused_visual.unsqueeze(1)
+            fused_annotations = self.context_proj(self.fusion(annotations, per_position))
+            state["context_gates"] = F.linear(
+                fused_annotations, self.gru2.weight_ih, self.gru2.bias_ih
+            )
+        elif fused_visual is not None:
             state["visual"] = fused_visual
         return state
 
@@ -363,6 +448,7 @@ def base_architecture(args) -> None:
     args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", False)
     args.decoder_init = getattr(args, "decoder_init", "mean-ctx")
     args.visual_fusion = getattr(args, "visual_fusion", "ctx-mul")
+    args.cgru_implementation = getattr(args, "cgru_implementation", "fused")
 
 
 @register_model_architecture("cgru_mmt", "cgru_mmt_small")

@@ -14,7 +14,9 @@ from torch import Tensor, nn
 class VisualFusion(nn.Module, ABC):
     """Base class: combine the context vector c'_t with the sentence's visual feature v.
 
-    Subclasses are built as ``Fusion(visual_feature_dim, context_dim)``.
+    Subclasses are built as ``Fusion(visual_feature_dim, context_dim)``. ``forward`` must be
+    linear in the context and broadcast over positions: the fused cGRU decoder applies it to
+    every annotation S_s (``precomputed`` unsqueezed to B x 1 x ...) instead of to c'_t.
     """
 
     @abstractmethod
