@@ -13,6 +13,8 @@ are the headline, since absolute times on shared machines are noisy.
 import argparse
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,8 @@ ADVERSARIAL = ["--criterion", "adversarial_reconstruction", "--reconstruction"]
 SYSTEMS = {
     "lstm": ["--arch", "lstm", *PAPER_SIZES, "--encoder-bidirectional", "--dropout", "0.3",
              "--criterion", "label_smoothed_cross_entropy"],
+    "cgru-reference": ["--arch", "cgru_mmt", "--cgru-implementation", "reference",
+                       "--criterion", "label_smoothed_cross_entropy"],
     "cgru": ["--arch", "cgru_mmt", "--criterion", "label_smoothed_cross_entropy"],
     "cgru+mse": ["--arch", "cgru_mmt", *ADVERSARIAL, "mse"],
     "cgru+q-waae": ["--arch", "cgru_mmt", *ADVERSARIAL, "q-waae"],
@@ -75,6 +79,7 @@ def device_flags(device: str) -> list[str]:
 
 
 def benchmark_training(system: str, args: argparse.Namespace, save_dir: Path) -> dict:
+    shutil.rmtree(save_dir, ignore_errors=True)  # else fairseq-train resumes a finished run
     interval = max(args.updates // 4, 1)
     output, _, rss = run_measured(
         [str(BIN / "fairseq-train"), *task_flags(system, args.data, args.features),
@@ -113,13 +118,13 @@ def format_table(rows: list[dict]) -> str:
     reference = rows[0]
     columns = ["tokens/s", "updates/s", "peak MiB", "beam 5 sent/s", "beam 12 sent/s",
                "out tok/sent"]  # fmt: skip
-    lines = [f"{'system':<13}" + "".join(f"{c:>16}" for c in columns) + f"{'train x lstm':>14}"
-             f"{'beam5 x lstm':>14}"]  # fmt: skip
+    ratios = {"train": "tokens/s", "beam5": "beam 5 sent/s", "beam12": "beam 12 sent/s"}
+    lines = [f"{'system':<15}" + "".join(f"{c:>16}" for c in columns)
+             + "".join(f"{name + ' x ' + reference['system']:>16}" for name in ratios)]  # fmt: skip
     for row in rows:
         cells = "".join(f"{row[c]:16.1f}" for c in columns)
-        train_ratio = row["tokens/s"] / reference["tokens/s"]
-        decode_ratio = row["beam 5 sent/s"] / reference["beam 5 sent/s"]
-        lines.append(f"{row['system']:<13}{cells}{train_ratio:14.2f}{decode_ratio:14.2f}")
+        cells += "".join(f"{row[c] / reference[c]:16.2f}" for c in ratios.values())
+        lines.append(f"{row['system']:<15}{cells}")
     baseline = next((r for r in rows if r["system"] == "cgru"), None)
     if baseline is not None:
         for row in rows:
@@ -145,40 +150,63 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decode-batch-size", type=int, default=64)
     parser.add_argument("--gen-subset", default="test")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="measure every system this many times, interleaved; report medians")
     parser.add_argument("--work-dir", type=Path, help="keep corpus and checkpoints here")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if (args.data is None) != (args.features is None):
         parser.error("--data and --features go together")
     return args
+
+
+def prepare_demo_corpus(work: Path, threads: int) -> tuple[Path, Path]:
+    """The demo corpus with 2048-d features, binarized under ``work/corpus`` (kept between
+    runs); returns the data and feature directories."""
+    corpus = work / "corpus"
+    if not (corpus / "bin" / "dict.de.txt").is_file():
+        generate_demo_corpus(corpus, feature_dim=2048)
+        raw = corpus / "raw"
+        run_measured(
+            [str(BIN / "fairseq-preprocess"), "--source-lang", "en", "--target-lang", "de",
+             "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"),
+             "--testpref", str(raw / "test"), "--destdir", str(corpus / "bin")],
+            threads,
+        )  # fmt: skip
+    return corpus / "bin", corpus / "features"
+
+
+def measure_system(system: str, args: argparse.Namespace, save_dir: Path) -> dict:
+    """Training throughput and memory, then beam 5 and 12 decoding speed of one system."""
+    row = {"system": system, **benchmark_training(system, args, save_dir)}
+    for beam in (5, 12):
+        speed, length = benchmark_decoding(system, args, save_dir, beam)
+        row[f"beam {beam} sent/s"], row["out tok/sent"] = speed, length
+    return row
+
+
+def median_rows(runs: list[dict]) -> dict:
+    """Per-column median of a system's repeated measurements."""
+    return {key: runs[0][key] if key == "system" else statistics.median(r[key] for r in runs)
+            for key in runs[0]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="mmt-benchmark-"))
     if args.data is None:
-        corpus = work / "corpus"
-        if not (corpus / "bin" / "dict.de.txt").is_file():
-            generate_demo_corpus(corpus, feature_dim=2048)
-            raw = corpus / "raw"
-            run_measured(
-                [str(BIN / "fairseq-preprocess"), "--source-lang", "en", "--target-lang", "de",
-                 "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"),
-                 "--testpref", str(raw / "test"), "--destdir", str(corpus / "bin")],
-                args.threads,
-            )  # fmt: skip
-        args.data, args.features = corpus / "bin", corpus / "features"
-    rows = []
-    for system in args.systems.split(","):
-        save_dir = work / "checkpoints" / system
-        row = {"system": system, **benchmark_training(system, args, save_dir)}
-        for beam in (5, 12):
-            speed, length = benchmark_decoding(system, args, save_dir, beam)
-            row[f"beam {beam} sent/s"], row["out tok/sent"] = speed, length
-        rows.append(row)
-        print(f"{system}: {row}", flush=True)
+        args.data, args.features = prepare_demo_corpus(work, args.threads)
+    systems = args.systems.split(",")
+    runs: dict[str, list[dict]] = {system: [] for system in systems}
+    for repeat in range(args.repeats):  # interleaved, so that slow drifts hit every system
+        for system in systems:
+            row = measure_system(system, args, work / "checkpoints" / system)
+            runs[system].append(row)
+            print(f"[{repeat + 1}/{args.repeats}] {system}: {row}", flush=True)
     print(f"\ndevice {args.device}, {args.threads} threads, batch {args.batch_size}, "
-          f"{args.updates} updates, data {args.data}")  # fmt: skip
-    print(format_table(rows))
+          f"{args.updates} updates, median of {args.repeats} runs, data {args.data}")  # fmt: skip
+    print(format_table([median_rows(runs[system]) for system in systems]))
     return 0
 
 
