@@ -242,3 +242,33 @@ def test_beam_rows_share_one_per_sentence_state(implementation):
             b = model.decoder(prev[beam, : t + 1], repeated, incremental_state=separate)[0]
             torch.testing.assert_close(a, b)
     assert calls == [3, 7]  # once per sentence for the beam, once per row without repeats
+
+
+@pytest.mark.parametrize("implementation", ["fused", "reference"])
+def test_reordering_within_sentences_copies_no_per_sentence_tensor(implementation):
+    """Beam search reorders hypotheses of the same sentence at every step: the encoder output
+    and the per-sentence state stay in place, the hidden state moves, and the result equals
+    decoding the reordered hypotheses from scratch."""
+    model = build_model(cgru_implementation=implementation)
+    src, lengths, prev, visual = random_batch(model, [5, 3], [4, 4])
+    rows = torch.tensor([0, 0, 0, 1, 1, 1])
+    prev = prev[rows]
+    prev[:, 1] = torch.tensor([4, 5, 6, 7, 8, 9])  # different hypotheses per sentence
+    within = torch.tensor([2, 0, 0, 4, 5, 3])
+    with torch.no_grad():
+        encoder_out = model.encoder.reorder_encoder_out(
+            model.encoder(src, lengths, visual_features=visual), rows
+        )
+        state: dict = {}
+        for t in range(2):
+            model.decoder(prev[:, : t + 1], encoder_out, incremental_state=state)
+        before = model.decoder.get_incremental_state(state, "state")
+        model.decoder.reorder_incremental_state_scripting(state, within)
+        after = model.decoder.get_incremental_state(state, "state")
+        assert model.encoder.reorder_encoder_out(encoder_out, within) is encoder_out
+        assert after["keys"] is before["keys"]
+        torch.testing.assert_close(after["hidden"], before["hidden"][within])
+        reordered = torch.cat([prev[within, :2], prev[:, 2:3]], dim=1)
+        step = model.decoder(reordered, encoder_out, incremental_state=state)[0]
+        full = model(src[rows], lengths[rows], reordered, visual[rows])[0]
+    torch.testing.assert_close(step[:, -1], full[:, -1], rtol=1e-5, atol=1e-5)

@@ -191,10 +191,21 @@ class BiGRUEncoder(FairseqEncoder):
         }
 
     def reorder_encoder_out(self, encoder_out: EncoderOut, new_order: Tensor) -> EncoderOut:
+        if keeps_sentences(encoder_out["sentence_ids"], new_order):
+            return encoder_out  # every row stays on its sentence: nothing changes
         return {key: value.index_select(0, new_order) for key, value in encoder_out.items()}
 
     def max_positions(self) -> int:
         return DEFAULT_MAX_POSITIONS
+
+
+def keeps_sentences(sentence_ids: Tensor, new_order: Tensor) -> bool:
+    """Whether ``new_order`` maps every row to a row of the same source sentence, as beam search
+    does when it reorders the hypotheses of each sentence: per-sentence tensors are then left
+    as they are instead of copied."""
+    return new_order.numel() == sentence_ids.numel() and torch.equal(
+        sentence_ids.index_select(0, new_order), sentence_ids
+    )
 
 
 class ConditionalAttention(nn.Module):
@@ -385,8 +396,9 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         return {key: value.index_select(0, rows) for key, value in state.items()}
 
     def initial_state(self, encoder_out: EncoderOut) -> dict[str, Tensor]:
-        """h_0, the keys W^s S and the fusion's per-sentence part (``visual``), or for the
-        fused steps GRU2's input gates at each source position (``context_gates``)."""
+        """h_0, the keys W^s S, the rows' ``sentence_ids`` and the fusion's per-sentence part
+        (``visual``), or for the fused steps GRU2's input gates at each source position
+        (``context_gates``). Everything but ``hidden`` is the same for rows of one sentence."""
         annotations, padding_mask = encoder_out["annotations"], encoder_out["padding_mask"]
         if self.init_proj is None:
             hidden = annotations.new_zeros(annotations.size(0), self.hidden_size)
@@ -394,7 +406,11 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
             real = (~padding_mask).unsqueeze(2).type_as(annotations)
             mean_context = (annotations * real).sum(dim=1) / real.sum(dim=1)
             hidden = torch.tanh(self.init_proj(mean_context))
-        state = {"hidden": hidden, "keys": self.attention.keys(annotations)}
+        state = {
+            "hidden": hidden,
+            "keys": self.attention.keys(annotations),
+            "sentence_ids": encoder_out["sentence_ids"],
+        }
         fused_visual = self.fusion.precompute(encoder_out["visual_features"])
         if self.implementation == "fused":
             per_position = None if fused_visual is None else fused_visual.unsqueeze(1)
@@ -424,9 +440,13 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         new_order: Tensor,
     ) -> None:
         cached = self.get_incremental_state(incremental_state, "state")
-        if cached is not None:
-            reordered = {key: value.index_select(0, new_order) for key, value in cached.items()}
-            self.set_incremental_state(incremental_state, "state", reordered)
+        if cached is None:
+            return
+        per_row = ["hidden"]
+        if not keeps_sentences(cached["sentence_ids"], new_order):
+            per_row = list(cached)
+        reordered = {key: cached[key].index_select(0, new_order) for key in per_row}
+        self.set_incremental_state(incremental_state, "state", {**cached, **reordered})
 
     def max_positions(self) -> int:
         return DEFAULT_MAX_POSITIONS
