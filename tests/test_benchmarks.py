@@ -1,4 +1,4 @@
-"""The benchmark scripts: their arithmetic, and a short real run of the paired criterion one."""
+"""The benchmark scripts: their arithmetic, and a short real run of the paired one."""
 
 import re
 import subprocess
@@ -12,20 +12,28 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 import benchmark  # noqa: E402
-import benchmark_criterion  # noqa: E402
+import benchmark_paired  # noqa: E402
 
 
-def test_paired_overhead_is_the_median_of_per_round_ratios():
+def test_paired_figures_are_medians_of_per_round_ratios():
     times = {
-        "cgru": [1.0, 2.0, 1.0, 4.0, 1.0],
-        "cgru+q-waae": [1.1, 2.4, 1.3, 4.4, 1.1],  # +10%, +20%, +30%, +10%, +10%
+        "lstm": [1.0, 2.0, 1.0, 4.0, 1.0],
+        "cgru": [0.5, 1.2, 0.6, 2.0, 0.8],  # ratios 0.5, 0.6, 0.6, 0.5, 0.8
     }
-    table = benchmark_criterion.summarize(times)
-    row = next(line for line in table.splitlines() if line.startswith("cgru+q-waae"))
-    assert "+10.0%" in row and "1300.0" in row  # median ratio, median ms
-    assert "[+10.0%, +20.0%]" in row
+    table = benchmark_paired.summarize("title", times, "lstm")
+    row = next(line for line in table.splitlines() if line.startswith("cgru"))
+    assert row.split() == ["cgru", "800.0", "0.600", "[0.500,", "0.600]", "1.67"]
 
 
+def test_paired_rounds_rotate_the_order_and_drop_the_warmup():
+    calls = []
+
+    def measure(name):
+        return lambda r: calls.append((r, name)) or float(r)
+
+    times = benchmark_paired.paired_rounds({n: measure(n) for n in "abc"}, rounds=3, warmup=1)
+    assert [name for _, name in calls] == list("abc" "bca" "cab" "abc")
+    assert times == {n: [1.0, 2.0, 3.0] for n in "abc"}
 def test_benchmark_table_takes_medians_and_ratios_to_the_first_system():
     def row(system, tokens, beam5, beam12, ups):
         return {"system": system, "tokens/s": tokens, "updates/s": ups, "peak MiB": 100.0,
@@ -41,24 +49,30 @@ def test_benchmark_table_takes_medians_and_ratios_to_the_first_system():
     assert lines[-1] == "overhead per update of cgru+mse vs cgru: +25.0%"
 
 
-def test_benchmark_criterion_runs_every_mode_through_fairseq(tiny_corpus, tmp_path):
+def test_paired_benchmark_trains_and_decodes_every_system(tiny_corpus):
     done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "benchmark_criterion.py"), "--data",
+        [sys.executable, str(SCRIPTS / "benchmark_paired.py"), "--data",
          str(tiny_corpus / "bin"), "--features", str(tiny_corpus / "features"),
-         "--arch", "cgru_mmt_small", "--rounds", "2", "--warmup", "1", "--batch-size", "8"],
+         "--systems", "lstm,cgru-reference,cgru,cgru+q-waae,cgru+g-wgan", "--rounds", "2",
+         "--warmup", "1", "--batch-size", "8", "--decode-batch-size", "8", "--beam", "3",
+         "--decode-length", "4"],
         capture_output=True, text=True, env=cli_env(),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    for mode in ("mse", "q-waae", "g-wgan"):
-        assert re.search(rf"^cgru\+{mode}\s+\d+\.\d\s+[+-]\d+\.\d%", done.stdout, re.M), done.stdout
+    sections = done.stdout.split("\nbeam 3 decoding")
+    assert len(sections) == 2 and sections[0].strip().startswith("training updates, batch 8")
+    for section in sections:
+        assert re.search(r"^lstm\s+\d+\.\d\s+1\.000\s", section, re.M), section
+        for system in ("cgru-reference", "cgru", r"cgru\+q-waae", r"cgru\+g-wgan"):
+            assert re.search(rf"^{system}\s+\d+\.\d\s+\d+\.\d{{3}}\s", section, re.M), section
 
 
 @pytest.mark.parametrize(
     "flags, message",
-    [(["--modes", "mse,wgan"], "unknown modes"), (["--rounds", "1"], "at least 2"),
-     (["--data", "x"], "go together")],
+    [(["--systems", "lstm,gru"], "unknown systems"), (["--rounds", "1"], "at least 2"),
+     (["--data", "x"], "go together"), (["--systems", "cgru"], "not among --systems")],
 )  # fmt: skip
-def test_benchmark_criterion_rejects_bad_flags(flags, message, capsys):
+def test_paired_benchmark_rejects_bad_flags(flags, message, capsys):
     with pytest.raises(SystemExit):
-        benchmark_criterion.parse_args(flags)
+        benchmark_paired.parse_args(flags)
     assert message in capsys.readouterr().err

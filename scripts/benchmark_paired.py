@@ -1,0 +1,224 @@
+"""Paired speed comparison of fairseq's ``lstm`` and ``cgru_mmt`` variants, in one process.
+
+``scripts/benchmark.py`` times whole ``fairseq-train`` / ``fairseq-generate`` runs one after
+another, so on a shared machine differences of a few percent drown in the noise between runs.
+Here every system is built in one process with fairseq's own task, model, criterion, optimizer
+and beam-search generator, and the systems take turns on the same batches, in an order that
+rotates from round to round:
+
+* training: one full update per system per round (``task.train_step``: forward, backward and,
+  in the adversarial modes, the critic's own updates; then clipping and the optimizer step);
+* decoding: one batch of beam search per system per round (``task.inference_step``), every
+  hypothesis forced to ``--decode-length`` tokens (``min_len = max_len``): untrained models
+  would otherwise stop at different lengths, and equal work per step is what is compared.
+
+A system's figure is the median over rounds of its time divided by the reference system's
+time in the same round; slow drifts of the machine then cancel.
+
+    python scripts/benchmark_paired.py                   # demo corpus, 2048-d features, CPU
+    python scripts/benchmark_paired.py --systems cgru,cgru+q-waae,cgru+g-wgan --reference cgru
+    python scripts/benchmark_paired.py --data DIR --features DIR --device cuda
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from benchmark import PAPER_SIZES, prepare_demo_corpus
+from fairseq import optim, options, tasks, utils
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+import fairseq_mmt_adv
+
+USER_DIR = str(Path(fairseq_mmt_adv.__file__).parent)
+CGRU = ["--arch", "cgru_mmt"]
+NLL = ["--criterion", "label_smoothed_cross_entropy"]
+SYSTEMS = {
+    "lstm": ["--task", "translation", "--arch", "lstm", *PAPER_SIZES, "--encoder-bidirectional",
+             "--dropout", "0.3", *NLL],
+    "cgru-reference": [*CGRU, "--cgru-implementation", "reference", *NLL],
+    "cgru": [*CGRU, *NLL],
+    "cgru+mse": [*CGRU, "--criterion", "adversarial_reconstruction", "--reconstruction", "mse"],
+    "cgru+q-waae": [*CGRU, "--criterion", "adversarial_reconstruction",
+                    "--reconstruction", "q-waae"],
+    "cgru+g-wgan": [*CGRU, "--criterion", "adversarial_reconstruction",
+                    "--reconstruction", "g-wgan"],
+}  # fmt: skip
+Measure = Callable[[int], float]  # round -> seconds
+
+
+class System:
+    """A system as ``fairseq-train`` / ``fairseq-generate`` would build it from its flags."""
+
+    def __init__(self, name: str, args: argparse.Namespace) -> None:
+        flags = SYSTEMS[name]
+        task_flags = [] if "--task" in flags else [
+            "--task", "multimodal_translation", "--visual-features", str(args.features)]
+        argv = [str(args.data), "--user-dir", USER_DIR, *task_flags, *flags,
+                "--optimizer", "adam", "--lr", "4e-4", "--clip-norm", "1", "--seed", "1",
+                *(["--cpu"] if args.device == "cpu" else [])]  # fmt: skip
+        cfg = convert_namespace_to_omegaconf(
+            options.parse_args_and_arch(options.get_training_parser(), argv)
+        )
+        utils.set_torch_seed(1)
+        self.device = args.device
+        self.task = tasks.setup_task(cfg.task)
+        for split in ("train", args.gen_subset):
+            self.task.load_dataset(split)
+        self.model = self.task.build_model(cfg.model).to(args.device)
+        self.criterion = self.task.build_criterion(cfg.criterion).to(args.device)
+        params = [p for m in (self.model, self.criterion) for p in m.parameters()]
+        self.optimizer = optim.build_optimizer(cfg.optimizer, params)
+        self.generator = self.task.build_generator(
+            [self.model],
+            SimpleNamespace(
+                beam=args.beam, max_len_a=0, max_len_b=args.decode_length,
+                min_len=args.decode_length,
+            ),
+        )  # fmt: skip
+
+    def batch(self, split: str, indices: list[int]) -> dict:
+        dataset = self.task.dataset(split)
+        sample = dataset.collater([dataset[i] for i in indices])
+        return utils.move_to_cuda(sample) if self.device == "cuda" else sample
+
+    def timed(self, work: Callable[[], object]) -> float:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        work()
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def train_update(self, sample: dict, update: int) -> float:
+        """Seconds for one training update on ``sample``."""
+
+        def update_step() -> None:
+            self.model.train()
+            self.criterion.train()
+            self.optimizer.zero_grad()
+            self.task.train_step(sample, self.model, self.criterion, self.optimizer, update)
+            self.optimizer.clip_grad_norm(1.0)
+            self.optimizer.step()
+
+        return self.timed(update_step)
+
+    def decode(self, sample: dict) -> float:
+        """Seconds for beam search over ``sample``."""
+        self.model.eval()
+        models = [self.model]
+        with torch.no_grad():
+            return self.timed(lambda: self.task.inference_step(self.generator, models, sample))
+
+
+def index_batches(system: System, split: str, batch_size: int, count: int) -> list[list[int]]:
+    """The sentence indices of the first ``count`` batches fairseq would build for ``split``."""
+    iterator = system.task.get_batch_iterator(
+        system.task.dataset(split), max_sentences=batch_size, seed=1
+    )
+    batches = [list(map(int, batch)) for batch in iterator.frozen_batches][:count]
+    if not batches:
+        raise ValueError(f"no batches in split {split!r}")
+    return batches
+
+
+def paired_rounds(measures: dict[str, Measure], rounds: int, warmup: int) -> dict[str, list]:
+    """Each system's seconds per measured round; the order of the systems rotates."""
+    names = list(measures)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(warmup + rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds = measures[name](r)
+            if r >= warmup:
+                times[name].append(seconds)
+    return times
+
+
+def summarize(title: str, times: dict[str, list[float]], reference: str) -> str:
+    """Median ms per round and the median of per-round time ratios to ``reference``, with
+    quartiles; speed-up = reference time / system time."""
+    lines = [title, f"{'system':<16}{'median ms':>11}{'time x ' + reference:>22}"
+             f"{'quartiles':>18}{'speed-up':>10}"]  # fmt: skip
+    for name, values in times.items():
+        ratios = [t / b for t, b in zip(values, times[reference], strict=True)]
+        q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+        lines.append(f"{name:<16}{1000 * statistics.median(values):11.1f}{median:22.3f}"
+                     f"{f'[{q1:.3f}, {q3:.3f}]':>18}{1 / median:10.2f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, help="binarized data (default: the demo corpus)")
+    parser.add_argument("--features", type=Path, help="feature directory for --data")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated systems")
+    parser.add_argument("--reference", default="lstm", help="the system ratios are taken to")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--rounds", type=int, default=20, help="measured rounds (>= 2)")
+    parser.add_argument("--warmup", type=int, default=2, help="rounds left out first")
+    parser.add_argument("--batch-size", type=int, default=32, help="training batch")
+    parser.add_argument("--decode-batch-size", type=int, default=64)
+    parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--decode-length", type=int, default=16,
+                        help="tokens of every hypothesis before its end of sentence")
+    parser.add_argument("--gen-subset", default="test")
+    parser.add_argument("--no-decode", action="store_true", help="time training only")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--work-dir", type=Path, help="keep the demo corpus here")
+    args = parser.parse_args(argv)
+    if (args.data is None) != (args.features is None):
+        parser.error("--data and --features go together")
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2")
+    systems = args.systems.split(",")
+    unknown = sorted(set(systems) - set(SYSTEMS))
+    if unknown:
+        parser.error(f"unknown systems {unknown}; choose from {list(SYSTEMS)}")
+    if args.reference not in systems:
+        parser.error(f"--reference {args.reference} is not among --systems")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.data is None:
+        work = args.work_dir or Path(tempfile.mkdtemp(prefix="mmt-benchmark-"))
+        args.data, args.features = prepare_demo_corpus(work, args.threads)
+    systems = {name: System(name, args) for name in args.systems.split(",")}
+    first = next(iter(systems.values()))
+    header = (f"{args.device}, {args.threads} threads, {args.rounds} rounds after "
+              f"{args.warmup} warm-up, data {args.data}")  # fmt: skip
+
+    train = index_batches(first, "train", args.batch_size, args.warmup + args.rounds)
+    train_samples = {n: [s.batch("train", b) for b in train] for n, s in systems.items()}
+    times = paired_rounds(
+        {n: (lambda r, n=n: systems[n].train_update(train_samples[n][r % len(train)], r))
+         for n in systems},
+        args.rounds, args.warmup,
+    )  # fmt: skip
+    print(summarize(f"\ntraining updates, batch {args.batch_size}; {header}", times,
+                    args.reference), flush=True)  # fmt: skip
+    if args.no_decode:
+        return 0
+    test = index_batches(first, args.gen_subset, args.decode_batch_size, 10**6)
+    test_samples = {n: [s.batch(args.gen_subset, b) for b in test] for n, s in systems.items()}
+    times = paired_rounds(
+        {n: (lambda r, n=n: systems[n].decode(test_samples[n][r % len(test)])) for n in systems},
+        args.rounds, args.warmup,
+    )  # fmt: skip
+    print(summarize(f"\nbeam {args.beam} decoding, batch {args.decode_batch_size} "
+                    f"({args.gen_subset}); {header}", times, args.reference))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
