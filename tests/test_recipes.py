@@ -4,6 +4,7 @@ import importlib.util
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -223,7 +224,9 @@ for i, line in enumerate((data / "text" / f"{split}.de").read_text().splitlines(
 """
 
 
-def test_multi_seed_main_with_a_fake_fairseq_generate(tmp_path: Path, capsys) -> None:
+def fake_multi_seed_run(tmp_path: Path) -> tuple[list[str], Path, Path]:
+    """Data, three seed checkpoints and a fake fairseq-generate (seed2 drops a word): the
+    ``multi_seed.py`` arguments, the output directory and the fake command."""
     data = tmp_path / "data"
     (data / "text").mkdir(parents=True)
     (data / "dict.en.txt").write_text("a 1\n")
@@ -243,11 +246,18 @@ def test_multi_seed_main_with_a_fake_fairseq_generate(tmp_path: Path, capsys) ->
         (tmp_path / f"seed{s}" / "checkpoint_best.pt").write_bytes(b"")
         seeds.append(str(tmp_path / f"seed{s}"))
     out_dir = tmp_path / "out"
-    argv = ["--data", str(data), "--checkpoints", *seeds, "--fairseq-generate", str(fake_cmd)]
-    argv += ["--output-dir", str(out_dir), "--json", str(tmp_path / "s.json"), "--meteor-jar", ""]
+    argv = ["--data", str(data), "--checkpoints", *seeds, "--fairseq-generate", str(fake_cmd),
+            "--output-dir", str(out_dir), "--json", str(tmp_path / "s.json")]  # fmt: skip
+    return argv, out_dir, fake_cmd
+
+
+def test_multi_seed_main_with_a_fake_fairseq_generate(tmp_path: Path, capsys) -> None:
+    argv, out_dir, fake_cmd = fake_multi_seed_run(tmp_path)
+    argv += ["--meteor-jar", ""]
     assert multi_seed.main(argv) == 0
     table = capsys.readouterr().out
     assert "test_2016_flickr BLEU" in table
+    assert table.splitlines()[0].endswith("METEOR (no METEOR_JAR: unavailable)")
     rows = {line.split()[0]: line.split() for line in table.splitlines()[2:]}
     assert rows["seed1"][1] == rows["seed3"][1] == "100.00" and float(rows["seed2"][1]) < 100
     assert rows["ensemble"][2] == "100.00"
@@ -257,6 +267,23 @@ def test_multi_seed_main_with_a_fake_fairseq_generate(tmp_path: Path, capsys) ->
     fake_cmd.write_text("#!/bin/sh\nexit 3\n")
     assert multi_seed.main([*argv, "--reuse"]) == 0
     assert capsys.readouterr().out == table
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("METEOR_JAR") and shutil.which("java")),
+    reason="needs java and a METEOR 1.5 jar in METEOR_JAR",
+)
+def test_multi_seed_names_the_meteor_variant_it_used(tmp_path: Path, capsys) -> None:
+    """German scored by a jar without German paraphrases is exact+stem METEOR, and says so."""
+    argv, _, _ = fake_multi_seed_run(tmp_path)
+    jar = os.environ["METEOR_JAR"]
+    if (Path(jar).resolve().parent / "data" / "paraphrase-de.gz").is_file():
+        pytest.skip("this METEOR jar has the German paraphrase table")
+    assert multi_seed.main([*argv, "--meteor-jar", jar, "--no-ensemble"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].endswith("METEOR = METEOR 1.5 (exact+stem)")
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[2:]}
+    assert 90 < float(rows["seed1"][2]) <= 100 and float(rows["seed2"][2]) < float(rows["seed1"][2])
 
 
 def test_multi_seed_does_not_import_fairseq() -> None:

@@ -235,14 +235,15 @@ def decode(command: Sequence[str], output: Path) -> Path:
 
 def score_output(
     output: Path, references: Path, lang: str, meteor_jar: str | None = None
-) -> Metrics:
-    """BLEU (tokenized, lowercased) and METEOR of a fairseq-generate output (BPE removed)."""
+) -> tuple[Metrics, str]:
+    """BLEU (tokenized, lowercased) and METEOR of a fairseq-generate output (BPE removed), and
+    the name of the METEOR variant that scored it (e.g. "METEOR 1.5 (exact+stem)")."""
     hyps, _ = parse_fairseq_generate(output)
     refs = read_lines(references)
     if len(hyps) != len(refs):
         raise DecodeError(f"{output} has {len(hyps)} hypotheses, {references} {len(refs)} lines")
     result = score(hyps, refs, lang, meteor_jar=meteor_jar)
-    return {"BLEU": result.bleu_tok_lc, "METEOR": result.meteor}
+    return {"BLEU": result.bleu_tok_lc, "METEOR": result.meteor}, result.meteor_name
 
 
 def target_language(data: Path, source: str = "en") -> str:
@@ -317,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as scratch:
             out_dir = args.output_dir or Path(scratch)
             results: dict[str, RunScores] = {label: {} for label, _ in jobs}
+            meteor_names: set[str] = set()
             for split in args.splits:
                 refs = references / f"{split}.{lang}"
                 n_refs = len(read_lines(refs))
@@ -332,13 +334,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                             ),
                             output,
                         )  # fmt: skip
-                    results[label][split] = score_output(output, refs, lang, args.meteor_jar)
+                    results[label][split], meteor_name = score_output(
+                        output, refs, lang, args.meteor_jar
+                    )
+                    meteor_names.add(meteor_name)
     except (DecodeError, ScoringError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     ensemble = results.pop(ENSEMBLE, None)
     title = f"{args.name or 'system'}: {len(results)} seeds, beam {args.beam}, BLEU tok-lc"
-    title += ", METEOR" + ("" if args.meteor_jar else " (no METEOR_JAR: unavailable)")
+    if args.meteor_jar:
+        title += ", METEOR = " + " / ".join(sorted(meteor_names))
+    else:
+        title += ", METEOR (no METEOR_JAR: unavailable)"
     print(format_table(results, ensemble, args.splits, split_names(args.data), title=title))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
