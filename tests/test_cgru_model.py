@@ -212,7 +212,7 @@ def test_fused_decoder_equals_the_reference_in_outputs_and_gradients(fusion):
     torch.testing.assert_close(attn, ref_attn)
     assert grads.keys() == ref_grads.keys() and len(grads) > 10
     for name, grad in grads.items():
-        torch.testing.assert_close(grad, ref_grads[name], msg=name)
+        torch.testing.assert_close(grad, ref_grads[name], msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("implementation", ["fused", "reference"])
@@ -272,3 +272,17 @@ def test_reordering_within_sentences_copies_no_per_sentence_tensor(implementatio
         step = model.decoder(reordered, encoder_out, incremental_state=state)[0]
         full = model(src[rows], lengths[rows], reordered, visual[rows])[0]
     torch.testing.assert_close(step[:, -1], full[:, -1], rtol=1e-5, atol=1e-5)
+
+
+def test_weights_are_he_normal_and_padding_rows_zero():
+    model = build_model("cgru_mmt")
+    for param, fan_in in (
+        (model.decoder.attention.key_proj.weight, 1024),
+        (model.encoder.rnn.weight_hh_l0, 512),
+        (model.decoder.output_projection.weight, 256),
+        (model.encoder.embed_tokens.weight, 256),
+    ):
+        std = param.detach().std().item()
+        assert abs(std / (2 / fan_in) ** 0.5 - 1) < 0.1, (param.shape, std)
+    for embed in (model.encoder.embed_tokens, model.decoder.embed_tokens):
+        assert embed.weight[embed.padding_idx].abs().sum() == 0
