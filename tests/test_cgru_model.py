@@ -9,7 +9,11 @@ from fairseq.data import Dictionary
 from fairseq.models import ARCH_CONFIG_REGISTRY
 
 import fairseq_mmt_adv  # noqa: F401  (registers the architectures)
-from fairseq_mmt_adv.models.cgru_mmt import ConditionalGRUMultimodalModel, gru_step
+from fairseq_mmt_adv.models.cgru_mmt import (
+    ConditionalAttention,
+    ConditionalGRUMultimodalModel,
+    gru_step,
+)
 
 VISUAL_DIM = 12
 
@@ -74,6 +78,30 @@ def test_gru_step_matches_torch_gru_cell():
     x, h = torch.randn(3, 7), torch.randn(3, 5)
     gates = torch.nn.functional.linear(x, cell.weight_ih, cell.bias_ih)
     torch.testing.assert_close(gru_step(gates, h, cell), cell(x, h))
+
+
+def test_attention_weights_and_gradients_are_those_of_eq_13_with_tanh():
+    """The sigmoid evaluation of eq. (13)-(14) equals softmax(W^a tanh(W^h h' + W^s S))."""
+    torch.manual_seed(0)
+    attention = ConditionalAttention(6, 10, 8).double()
+    query = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    annotations = torch.randn(3, 5, 10, dtype=torch.float64, requires_grad=True)
+    padding_mask = torch.tensor(
+        [[False] * 5, [True, False, False, False, False], [True] * 2 + [False] * 3]
+    )
+    keys = attention.keys(annotations)
+    projected_query = attention.query_proj(query)
+    weights = attention.weights(projected_query, keys, padding_mask)
+    literal_scores = attention.score_proj(torch.tanh(keys + projected_query.unsqueeze(1)))
+    literal = torch.softmax(literal_scores.squeeze(2).masked_fill(padding_mask, -torch.inf), 1)
+    torch.testing.assert_close(weights, literal, rtol=1e-12, atol=1e-14)
+    assert weights[padding_mask].eq(0).all()
+    probe = torch.randn_like(weights)
+    inputs = [query, annotations, *attention.parameters()]
+    grads = torch.autograd.grad((weights * probe).sum(), inputs, retain_graph=True)
+    literal_grads = torch.autograd.grad((literal * probe).sum(), inputs)
+    for grad, literal_grad in zip(grads, literal_grads, strict=True):
+        torch.testing.assert_close(grad, literal_grad, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("implementation", ["fused", "reference"])
