@@ -18,6 +18,10 @@ time in the same round; slow drifts of the machine then cancel.
     python scripts/benchmark_paired.py                   # demo corpus, 2048-d features, CPU
     python scripts/benchmark_paired.py --systems cgru,cgru+q-waae,cgru+g-wgan --reference cgru
     python scripts/benchmark_paired.py --data DIR --features DIR --device cuda
+    python scripts/benchmark_paired.py --systems cgru --profile 12  # where the time goes
+
+``--profile N`` adds, after the measured rounds, one profiled training update and one profiled
+beam search per system, and prints their N costliest operators (``torch.profiler``, self time).
 """
 
 import argparse
@@ -129,6 +133,15 @@ def index_batches(system: System, split: str, batch_size: int, count: int) -> li
     return batches
 
 
+def profile_table(title: str, work: Callable[[], object], rows: int, device: str) -> str:
+    """The ``rows`` operators with the largest self time (on ``device``) while ``work()`` runs
+    once."""
+    with torch.profiler.profile() as profiler:
+        work()
+    sort_by = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    return f"{title}\n{profiler.key_averages().table(sort_by=sort_by, row_limit=rows)}"
+
+
 def paired_rounds(measures: dict[str, Measure], rounds: int, warmup: int) -> dict[str, list]:
     """Each system's seconds per measured round; the order of the systems rotates."""
     names = list(measures)
@@ -173,6 +186,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-decode", action="store_true", help="time training only")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--work-dir", type=Path, help="keep the demo corpus here")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="print the N costliest operators of one update / beam search")
     args = parser.parse_args(argv)
     if (args.data is None) != (args.features is None):
         parser.error("--data and --features go together")
@@ -207,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     print(summarize(f"\ntraining updates, batch {args.batch_size}; {header}", times,
                     args.reference), flush=True)  # fmt: skip
+    for name, system in systems.items() if args.profile else ():
+        update = args.warmup + args.rounds
+        print(profile_table(f"\nprofile of one training update: {name}",
+                            lambda s=system, x=train_samples[name][0], u=update:
+                            s.train_update(x, u), args.profile, args.device))
     if args.no_decode:
         return 0
     test = index_batches(first, args.gen_subset, args.decode_batch_size, 10**6)
@@ -217,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     print(summarize(f"\nbeam {args.beam} decoding, batch {args.decode_batch_size} "
                     f"({args.gen_subset}); {header}", times, args.reference))  # fmt: skip
+    for name, system in systems.items() if args.profile else ():
+        print(profile_table(f"\nprofile of one beam search: {name}",
+                            lambda s=system, x=test_samples[name][0]: s.decode(x), args.profile,
+                            args.device))
     return 0
 
 

@@ -55,11 +55,16 @@ def test_paired_benchmark_trains_and_decodes_every_system(tiny_corpus):
          str(tiny_corpus / "bin"), "--features", str(tiny_corpus / "features"),
          "--systems", "lstm,cgru-reference,cgru,cgru+q-waae,cgru+g-wgan", "--rounds", "2",
          "--warmup", "1", "--batch-size", "8", "--decode-batch-size", "8", "--beam", "3",
-         "--decode-length", "4"],
+         "--decode-length", "4", "--profile", "5"],
         capture_output=True, text=True, env=cli_env(),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    sections = done.stdout.split("\nbeam 3 decoding")
+    for system in ("lstm", "cgru", "cgru+g-wgan"):
+        for work in ("training update", "beam search"):
+            profile = done.stdout.split(f"profile of one {work}: {system}\n")[1]
+            assert re.search(r"^\s+aten::\w+", profile, re.M), profile  # an operator table
+    sections = re.sub(r"\nprofile of one .*?(?=\n\n|\Z)", "", done.stdout, flags=re.S)
+    sections = sections.split("\nbeam 3 decoding")
     assert len(sections) == 2 and sections[0].strip().startswith("training updates, batch 8")
     for section in sections:
         assert re.search(r"^lstm\s+\d+\.\d\s+1\.000\s", section, re.M), section
