@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import PACKAGE_DIR, SPLIT_SIZES, cli_env, fairseq_cli
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -71,6 +72,38 @@ def test_ensemble_of_two_checkpoints_decodes(tiny_corpus, trained):
     paths = f"{trained / 'checkpoint1.pt'}:{trained / 'checkpoint3.pt'}"
     output = generate(tiny_corpus, "--path", paths, "--beam", "5")
     assert hypotheses(output) == list(range(SPLIT_SIZES["test"]))
+
+
+def test_averaged_checkpoint_is_the_mean_model_and_decodes(tiny_corpus, trained, tmp_path):
+    inputs = [trained / f"checkpoint{epoch}.pt" for epoch in (1, 2, 3)]
+    output = tmp_path / "checkpoint_avg.pt"
+    run(sys.executable, str(SCRIPTS / "average_checkpoints.py"),
+        "--inputs", *map(str, inputs), "--output", str(output))  # fmt: skip
+    models = [torch.load(path, map_location="cpu", weights_only=False)["model"] for path in inputs]
+    averaged = torch.load(output, map_location="cpu")  # the plugin's safe globals suffice
+    assert "last_optimizer_state" not in averaged
+    for name, tensor in averaged["model"].items():
+        expected = sum(model[name].double() for model in models) / 3
+        torch.testing.assert_close(tensor.double(), expected, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(averaged["model"][name], models[-1][name])  # it did average
+    decoded = generate(tiny_corpus, "--path", str(output), "--beam", "2")
+    assert hypotheses(decoded) == list(range(SPLIT_SIZES["test"]))
+
+
+def test_averaging_refuses_checkpoints_of_other_shapes(trained, tmp_path):
+    state = torch.load(trained / "checkpoint1.pt", map_location="cpu", weights_only=False)
+    name = next(iter(state["model"]))
+    state["model"][name] = state["model"][name][:1]
+    other = tmp_path / "other.pt"
+    torch.save(state, other)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "average_checkpoints.py"), "--inputs", str(other),
+         str(trained / "checkpoint2.pt"), "--output", str(tmp_path / "avg.pt")],
+        capture_output=True, text=True, env=cli_env(),
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert f"{name} is " in done.stderr and str(other) in done.stderr
+    assert not (tmp_path / "avg.pt").exists()
 
 
 def test_features_can_move_and_the_flag_overrides_the_stored_directory(
