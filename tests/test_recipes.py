@@ -93,6 +93,10 @@ def test_train_options_environment_and_passthrough() -> None:
     assert "--save-dir /ck/g-wgan_z512_lr0_la0.5/seed1 " in command
     assert command.endswith("--max-epoch 7 --fp16")  # after the recipe's flags: they win
     assert flag(command, "--visual-features") == "/d"  # features default to the data directory
+    assert "--no-epoch-checkpoints" in command  # only checkpoint_best/last by default
+    for kept in (bash(TRAIN, "--keep-epoch-checkpoints", "--dry-run", env=env),
+                 bash(TRAIN, "--dry-run", env={**env, "KEEP_EPOCH_CHECKPOINTS": "1"})):  # fmt: skip
+        assert "--no-epoch-checkpoints" not in train_commands(kept)[0]
     save_dir = bash(TRAIN, "--data", "/d", "--system", "q-waae", "--seed", "2", "--print-save-dir")
     assert save_dir.strip() == "checkpoints/q-waae_lr0.2_la0.2/seed2"
 

@@ -35,6 +35,9 @@ Options:
   --noise-dim N     [NOISE_DIM] g-wgan noise size |z| (default 128)
   --save-dir DIR    [SAVE_DIR] checkpoint directory (default CHECKPOINTS/NAME/seedN with
                     CHECKPOINTS [checkpoints] and NAME the run name, e.g. q-waae_lr0.2_la0.2)
+  --keep-epoch-checkpoints
+                    [KEEP_EPOCH_CHECKPOINTS=1] keep checkpointN.pt of every epoch (for
+                    scripts/average_checkpoints.py); by default only checkpoint_best/last
   --force           train even if SAVE_DIR/DONE says this run finished already
   --dry-run         print the command (and the run name) instead of running it
   --print-save-dir  print the checkpoint directory of the run and exit (for scripts)
@@ -83,6 +86,7 @@ FAIRSEQ_BIN=${FAIRSEQ_BIN:-}
 DRY_RUN=0
 PRINT_SAVE_DIR=0
 FORCE=0
+KEEP_EPOCH_CHECKPOINTS=${KEEP_EPOCH_CHECKPOINTS:-0}
 EXTRA=()
 
 while [[ $# -gt 0 ]]; do
@@ -97,6 +101,7 @@ while [[ $# -gt 0 ]]; do
     --noise-dim) need_value "$@"; NOISE_DIM=$2; shift 2 ;;
     --save-dir) need_value "$@"; SAVE_DIR=$2; shift 2 ;;
     --force) FORCE=1; shift ;;
+    --keep-epoch-checkpoints) KEEP_EPOCH_CHECKPOINTS=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     --print-save-dir) PRINT_SAVE_DIR=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
@@ -154,6 +159,8 @@ if [[ $KIND == g-wgan || $KIND == q-waae ]]; then  # critic settings of section 
   CRITERION+=(--lambda-gp 10 --critic-lr 2e-4 --critic-betas '(0.5, 0.9)' --critic-iters 5)
 fi
 SAVE_DIR=${SAVE_DIR:-$CHECKPOINTS/$NAME/seed$SEED}
+EPOCH_CHECKPOINTS=(--no-epoch-checkpoints)
+[[ $KEEP_EPOCH_CHECKPOINTS == 1 ]] && EPOCH_CHECKPOINTS=()
 if [[ $PRINT_SAVE_DIR == 1 ]]; then
   printf '%s\n' "$SAVE_DIR"
   exit 0
@@ -169,7 +176,7 @@ COMMAND=(
   --optimizer adam --lr 4e-4 --clip-norm 1 --batch-size 32
   --eval-bleu --eval-bleu-args '{"beam": 5}' --eval-bleu-remove-bpe
   --best-checkpoint-metric bleu --maximize-best-checkpoint-metric --patience 5
-  --no-epoch-checkpoints --seed "$SEED" --save-dir "$SAVE_DIR"
+  "${EPOCH_CHECKPOINTS[@]}" --seed "$SEED" --save-dir "$SAVE_DIR"
   --log-format json --log-interval "$LOG_INTERVAL" --log-file "$SAVE_DIR/train.log"
   "${EXTRA[@]}"
 )
