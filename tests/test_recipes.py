@@ -101,6 +101,36 @@ def test_train_options_environment_and_passthrough() -> None:
     assert save_dir.strip() == "checkpoints/q-waae_lr0.2_la0.2/seed2"
 
 
+def test_train_is_immune_to_edits_of_the_script_while_it_runs(tmp_path: Path) -> None:
+    """bash reads a script as it runs it; train.sh must not run anything twice (or anything
+    new) when someone edits it during a long training."""
+    recipes = tmp_path / "examples" / "multi30k"
+    recipes.mkdir(parents=True)
+    for name in ("train.sh", "common.sh"):
+        shutil.copy(RECIPES / name, recipes / name)
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features" / "train.npy").write_bytes(b"")
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "fairseq-train").write_text(
+        "#!/usr/bin/env bash\n"
+        f"echo run >> {tmp_path / 'runs.txt'}\n"
+        # the edit, in place as editors and scripts that rewrite a file do (not sed -i, which
+        # writes a new file): lines added near the top shift every byte after them
+        f"cat {tmp_path / 'insert.txt'} {recipes / 'train.sh'} > {tmp_path / 'edited'}\n"
+        f"cat {tmp_path / 'edited'} > {recipes / 'train.sh'}\n"
+    )
+    (fake_bin / "fairseq-train").chmod(0o755)
+    (tmp_path / "insert.txt").write_text("# an added comment line\n" * 20)
+    save_dir = tmp_path / "run"
+    out = bash(recipes / "train.sh", "--data", str(tmp_path), "--features",
+               str(tmp_path / "features"), "--save-dir", str(save_dir),
+               env={"FAIRSEQ_BIN": str(fake_bin)})  # fmt: skip
+    assert "an added comment" in (recipes / "train.sh").read_text()  # edited mid-run
+    assert (tmp_path / "runs.txt").read_text() == "run\n", out
+    assert (save_dir / "DONE").is_file()
+
+
 def test_train_rejects_bad_input_and_has_help() -> None:
     assert "Usage:" in bash(TRAIN, "--help")
     assert "--system must be one of" in bash(TRAIN, "--data", "d", "--system", "x", ok=False)

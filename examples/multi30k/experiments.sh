@@ -2,6 +2,9 @@
 # Every experiment of the paper on one GPU: training runs per table, ensemble decoding, scoring.
 # Run with --help.
 set -euo pipefail
+# The braces make bash read the whole script before running it, so editing the file while a
+# long run is going cannot change what this run does next.
+{
 
 PROG=experiments.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -326,3 +329,5 @@ for stage in "${ALL_STAGES[@]}"; do
   esac
 done
 [[ ${#FAILED[@]} -eq 0 ]] || die "${#FAILED[@]} steps failed: ${FAILED[*]}"
+exit
+}

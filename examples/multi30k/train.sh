@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Train one system of the paper on prepared Multi30K data (one seed). Run with --help.
 set -euo pipefail
+# The braces make bash read the whole script before running it, so editing the file while a
+# long run is going cannot change what this run does next.
+{
 
 PROG=train.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -209,3 +212,5 @@ printf '[%s] %s seed %s -> %s\n' "$PROG" "$NAME" "$SEED" "$SAVE_DIR"
 print_command "${COMMAND[@]}"
 "${COMMAND[@]}"
 date -u +%FT%TZ >"$SAVE_DIR/DONE"
+exit
+}
