@@ -89,10 +89,10 @@ def test_attention_weights_and_gradients_are_those_of_eq_13_with_tanh():
     padding_mask = torch.tensor(
         [[False] * 5, [True, False, False, False, False], [True] * 2 + [False] * 3]
     )
-    keys = attention.keys(annotations)
-    projected_query = attention.query_proj(query)
+    keys, projected_query = attention.keys(annotations), attention.project_query(query)
     weights = attention.weights(projected_query, keys, padding_mask)
-    literal_scores = attention.score_proj(torch.tanh(keys + projected_query.unsqueeze(1)))
+    pre_activation = attention.key_proj(annotations) + attention.query_proj(query).unsqueeze(1)
+    literal_scores = attention.score_proj(torch.tanh(pre_activation))
     literal = torch.softmax(literal_scores.squeeze(2).masked_fill(padding_mask, -torch.inf), 1)
     torch.testing.assert_close(weights, literal, rtol=1e-12, atol=1e-14)
     assert weights[padding_mask].eq(0).all()

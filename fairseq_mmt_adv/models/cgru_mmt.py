@@ -222,7 +222,16 @@ def keeps_sentences(sentence_ids: Tensor, new_order: Tensor) -> bool:
 
 
 class ConditionalAttention(nn.Module):
-    """Eq. (12)-(14): a'_t = W^a tanh(W^h h'_t + W^s S), a_t = softmax(a'_t), c'_t = sum a_t S."""
+    """Eq. (12)-(14): a'_t = W^a tanh(W^h h'_t + W^s S), a_t = softmax(a'_t), c'_t = sum a_t S.
+
+    The S x attention_dim non-linearity is the costliest elementwise work of a decoder step,
+    and on CPUs ``torch.tanh`` costs about 3x ``torch.sigmoid`` per value. So eq. (13) is
+    evaluated through tanh(x) = 2 sigmoid(2x) - 1: W^a tanh(x) = 2 W^a sigmoid(2x) - W^a 1, and
+    the softmax of eq. (14) ignores the constant -W^a 1 (W^a has no bias). The factor 2 inside
+    the sigmoid is carried by the keys and the projected query (``keys``, ``project_query``),
+    which scales them exactly, so that a step does one pass less over its S x attention_dim
+    values. The weights and their gradients are those of the tanh form (tested).
+    """
 
     def __init__(self, query_dim: int, context_dim: int, attention_dim: int) -> None:
         super().__init__()
@@ -231,20 +240,16 @@ class ConditionalAttention(nn.Module):
         self.score_proj = Linear(attention_dim, 1, bias=False)  # W^a
 
     def keys(self, annotations: Tensor) -> Tensor:
-        """W^s S, computed once per sentence rather than at every target step."""
-        return self.key_proj(annotations)
+        """2 W^s S, computed once per sentence rather than at every target step."""
+        return self.key_proj(annotations).mul_(2)
+
+    def project_query(self, query: Tensor) -> Tensor:
+        """2 W^h h'_t."""
+        return self.query_proj(query).mul_(2)
 
     def weights(self, projected_query: Tensor, keys: Tensor, padding_mask: Tensor) -> Tensor:
-        """a_t (B x S) from W^h h'_t and the keys W^s S (eq. 13-14).
-
-        The S x attention_dim non-linearity is the costliest elementwise work of a decoder
-        step, and on CPUs ``torch.tanh`` costs about 3x ``torch.sigmoid`` per value. So eq. (13)
-        is evaluated through tanh(x) = 2 sigmoid(2x) - 1: W^a tanh(x) = 2 W^a sigmoid(2x) - W^a 1,
-        and the softmax of eq. (14) ignores the constant -W^a 1 (W^a has no bias). The weights
-        and their gradients are those of the tanh form (tested).
-        """
-        pre_activation = torch.add(keys, projected_query.unsqueeze(1)).mul_(2)
-        scores = 2 * self.score_proj(torch.sigmoid(pre_activation)).squeeze(2)
+        """a_t (B x S) from ``project_query(h'_t)`` and ``keys(S)`` (eq. 13-14)."""
+        scores = 2 * self.score_proj(keys.add(projected_query.unsqueeze(1)).sigmoid_()).squeeze(2)
         # softmax in at least float32 (fp16/bf16 training)
         scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
         scores = scores.masked_fill(padding_mask, float("-inf"))
@@ -253,7 +258,7 @@ class ConditionalAttention(nn.Module):
     def forward(
         self, query: Tensor, annotations: Tensor, keys: Tensor, padding_mask: Tensor
     ) -> tuple[Tensor, Tensor]:
-        weights = self.weights(self.query_proj(query), keys, padding_mask)
+        weights = self.weights(self.project_query(query), keys, padding_mask)
         context = torch.bmm(weights.unsqueeze(1), annotations).squeeze(1)
         return context, weights
 
@@ -375,11 +380,12 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         self, input_gates: Tensor, state: dict[str, Tensor], encoder_out: EncoderOut
     ) -> tuple[list[Tensor], list[Tensor], Tensor]:
         """The same steps with GRU2's input gates taken as a_t-weighted sums of
-        ``state["context_gates"]`` and one product for W^h h'_t and GRU2's W_hh h'_t."""
+        ``state["context_gates"]`` and one product for 2 W^h h'_t and GRU2's W_hh h'_t."""
         padding_mask = encoder_out["padding_mask"]
         hidden, keys, context_gates = state["hidden"], state["keys"], state["context_gates"]
         split = [keys.size(-1), 3 * self.hidden_size]
-        query_weight = torch.cat([self.attention.query_proj.weight, self.gru2.weight_hh])
+        # 2 W^h as in ConditionalAttention.project_query: doubling is exact in floating point
+        query_weight = torch.cat([2 * self.attention.query_proj.weight, self.gru2.weight_hh])
         query_bias = torch.cat([self.gru2.bias_hh.new_zeros(split[0]), self.gru2.bias_hh])
         outputs, attentions = [], []
         for t in range(input_gates.size(1)):
