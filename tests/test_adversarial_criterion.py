@@ -29,7 +29,7 @@ from fairseq_mmt_adv.modules import (
     ConditionalVisualFeatureGenerator,
     LatentCritic,
     VisualFeatureGenerator,
-    gradient_penalty,
+    wgan_gp_terms,
 )
 
 HIDDEN = 16  # H
@@ -449,11 +449,25 @@ def test_reduce_metrics_averages_sums_over_sentences():
 # --- gradient penalty ---------------------------------------------------------------------------
 
 
+def gradient_penalty(critic, x_a, x_b, condition=None, eps=None):
+    return wgan_gp_terms(critic, x_a, x_b, condition, eps)[2]
+
+
+def textbook_wgan_gp_terms(critic, x_a, x_b, condition, eps):
+    """Eq. (5) as usually written: x_hat through the whole critic, grad_x_hat by autograd."""
+    x_hat = (eps * x_a + (1 - eps) * x_b).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat, condition).sum(), x_hat, create_graph=True)
+    penalty = (grad.norm(2, dim=-1) - 1) ** 2
+    return critic(x_a, condition), critic(x_b, condition), penalty
+
+
 def test_gradient_penalty_of_linear_critic_is_analytic():
     critic = LatentCritic(HIDDEN)
     weight = critic.net[0].weight
     x_a, x_b = torch.randn(5, HIDDEN), torch.randn(5, HIDDEN)
-    penalty = gradient_penalty(critic, x_a, x_b)
+    score_a, score_b, penalty = wgan_gp_terms(critic, x_a, x_b)
+    torch.testing.assert_close(score_a, critic(x_a))
+    torch.testing.assert_close(score_b, critic(x_b))
     expected = (weight.norm() - 1) ** 2
     torch.testing.assert_close(penalty, expected.expand(5))
     # differentiable w.r.t. the critic: d/dW (||W|| - 1)^2 = 2 (||W|| - 1) W / ||W||
@@ -479,19 +493,50 @@ def test_gradient_penalty_of_two_layer_critic_matches_reference():
     torch.testing.assert_close(penalty, (reference.norm(dim=1) - 1) ** 2)
 
 
+@pytest.mark.parametrize("conditional", [True, False])
+def test_critic_terms_and_their_parameter_gradients_are_those_of_the_textbook_form(conditional):
+    """The first layer's pre-activation is interpolated instead of x_hat being passed through
+    the critic: scores, penalties and every gradient of the critic loss are unchanged."""
+    torch.manual_seed(0)
+    if conditional:
+        critic = ConditionalFeatureCritic(FEATURES, HIDDEN, hidden_sizes=(12, 9)).double()
+        x_a, x_b = torch.randn(2, 10, FEATURES, dtype=torch.float64)
+        condition = torch.randn(10, HIDDEN, dtype=torch.float64)
+    else:
+        critic = LatentCritic(HIDDEN, hidden_sizes=(12, 9)).double()
+        x_a, x_b = torch.randn(2, 10, HIDDEN, dtype=torch.float64)
+        condition = None
+    eps = torch.rand(10, 1, dtype=torch.float64)
+    params = list(critic.parameters())
+    terms = wgan_gp_terms(critic, x_a, x_b, condition, eps)
+    textbook = textbook_wgan_gp_terms(critic, x_a, x_b, condition, eps)
+    assert textbook[2].std() > 0  # the ReLU masks differ between rows
+    for ours, theirs in zip(terms, textbook, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+    def critic_loss(score_a, score_b, penalty):
+        return 10.0 * penalty.mean() - (score_a.mean() - score_b.mean())
+
+    grads = torch.autograd.grad(critic_loss(*terms), params)
+    textbook_grads = torch.autograd.grad(critic_loss(*textbook), params)
+    for ours, theirs in zip(grads, textbook_grads, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+    # every parameter but the output bias (which cancels out of the loss) is trained
+    assert all(grad.abs().max() > 0 for grad in grads[:-1])
+
+
 def test_gradient_penalty_interpolates_per_sentence():
-    seen = []
-
-    def recording_critic(x):
-        seen.append(x.detach().clone())
-        return (x**2).sum(dim=-1)
-
-    x_a, x_b = torch.randn(32, HIDDEN), torch.randn(32, HIDDEN)
-    gradient_penalty(recording_critic, x_a, x_b)
-    eps = (seen[0] - x_b) / (x_a - x_b)  # one eps per row, shared by all H coordinates
-    torch.testing.assert_close(eps, eps[:, :1].expand_as(eps), rtol=1e-3, atol=1e-3)
-    assert ((eps >= 0) & (eps <= 1)).all()
-    assert eps[:, 0].std() > 0.1  # not one eps for the whole batch
+    torch.manual_seed(0)
+    critic = LatentCritic(HIDDEN, hidden_sizes=(32,)).double()
+    x_a, x_b = torch.randn(2, 64, HIDDEN, dtype=torch.float64)
+    torch.manual_seed(1)
+    penalty = gradient_penalty(critic, x_a, x_b)
+    torch.manual_seed(1)
+    eps = torch.rand(64, 1, dtype=torch.float64)  # what the penalty must have drawn: B x 1
+    torch.testing.assert_close(penalty, textbook_wgan_gp_terms(critic, x_a, x_b, None, eps)[2])
+    assert eps.std() > 0.1  # one eps per row, not one for the whole batch
+    shared = eps[:1].expand_as(eps)
+    assert not torch.allclose(penalty, textbook_wgan_gp_terms(critic, x_a, x_b, None, shared)[2])
 
 
 def test_conditional_gradient_penalty_differentiates_features_only():

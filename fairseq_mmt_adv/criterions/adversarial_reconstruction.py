@@ -36,9 +36,9 @@ from fairseq_mmt_adv.modules import (
     ConditionalFeatureCritic,
     ConditionalVisualFeatureGenerator,
     LatentCritic,
+    MultilayerCritic,
     VisualFeatureGenerator,
-    critic_score,
-    gradient_penalty,
+    wgan_gp_terms,
 )
 
 RECONSTRUCTION_CHOICES = ChoiceEnum(["mse", "q-waae", "g-wgan"])
@@ -131,7 +131,9 @@ class CriticTrainer:
     """Owns the critic D and its Adam optimizer, outside any ``nn.Module`` tree.
 
     Being a plain object, it keeps D out of ``criterion.parameters()``: fairseq's optimizer
-    neither updates nor clips D, and DDP does not reduce its gradients. D stays in float32.
+    neither updates nor clips D, and DDP does not reduce its gradients. D stays in float32; its
+    Adam is PyTorch's fused one (one kernel per parameter instead of about eight passes over
+    D's 2.6M first-layer weights).
     The gradient penalty interpolates ``eps * real + (1 - eps) * fake`` (Algorithm 1's
     ``v_hat = v eps + v' (1 - eps)``), or ``eps * fake + (1 - eps) * real`` when ``eps_on_fake``
     (Algorithm 2's ``h_hat = hT eps + h' (1 - eps)``).
@@ -139,14 +141,14 @@ class CriticTrainer:
 
     def __init__(
         self,
-        critic: nn.Module,
+        critic: MultilayerCritic,
         lr: float,
         betas: tuple[float, float],
         lambda_gp: float,
         eps_on_fake: bool,
     ) -> None:
         self.critic = critic.float()
-        self.optimizer = torch.optim.Adam(critic.parameters(), lr=lr, betas=betas)
+        self.optimizer = torch.optim.Adam(critic.parameters(), lr=lr, betas=betas, fused=True)
         self.lambda_gp = lambda_gp
         self.eps_on_fake = eps_on_fake
         self._synced = False
@@ -170,7 +172,7 @@ class CriticTrainer:
             return torch.func.functional_call(self.critic, params, inputs)
 
         with _no_autocast(x):
-            return critic_score(frozen, x.float(), None if condition is None else condition.float())
+            return frozen(x.float(), None if condition is None else condition.float())
 
     def estimate(self, real: Tensor, fake: Tensor, condition: Tensor | None = None) -> Tensor:
         """Wasserstein estimate ``mean D(real) - mean D(fake)``, without gradients."""
@@ -197,12 +199,13 @@ class CriticTrainer:
         params = list(self.critic.parameters())
         self._sync_across_ranks()
         with torch.enable_grad(), _no_autocast(real):
-            wasserstein = (
-                critic_score(self.critic, real, condition).mean()
-                - critic_score(self.critic, fake, condition).mean()
-            )
             x_a, x_b = (fake, real) if self.eps_on_fake else (real, fake)
-            penalty = gradient_penalty(self.critic, x_a, x_b, condition).mean()
+            scores_a, scores_b, penalty = wgan_gp_terms(self.critic, x_a, x_b, condition)
+            real_scores, fake_scores = scores_a, scores_b
+            if self.eps_on_fake:
+                real_scores, fake_scores = fake_scores, real_scores
+            wasserstein = real_scores.mean() - fake_scores.mean()
+            penalty = penalty.mean()
             loss = self.lambda_gp * penalty - wasserstein
             grads = torch.autograd.grad(loss, params)
         self._average_across_ranks(grads)

@@ -3,8 +3,8 @@
 from fairseq_mmt_adv.modules.critics import (
     ConditionalFeatureCritic,
     LatentCritic,
-    critic_score,
-    gradient_penalty,
+    MultilayerCritic,
+    wgan_gp_terms,
 )
 from fairseq_mmt_adv.modules.visual_generators import (
     ConditionalVisualFeatureGenerator,
@@ -15,7 +15,7 @@ __all__ = [
     "ConditionalFeatureCritic",
     "ConditionalVisualFeatureGenerator",
     "LatentCritic",
+    "MultilayerCritic",
     "VisualFeatureGenerator",
-    "critic_score",
-    "gradient_penalty",
+    "wgan_gp_terms",
 ]

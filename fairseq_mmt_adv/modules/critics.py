@@ -1,72 +1,85 @@
-"""Wasserstein critics D and the WGAN-GP gradient penalty (paper eq. 5, Appendix B)."""
+"""Wasserstein critics D and the WGAN-GP terms (paper eq. 5, Appendix B)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 
-def _mlp(in_dim: int, hidden_sizes: Sequence[int]) -> nn.Sequential:
-    """Linear -> ReLU layers of ``hidden_sizes``, then a linear scalar output."""
-    layers: list[nn.Module] = []
-    for size in hidden_sizes:
-        layers += [nn.Linear(in_dim, size), nn.ReLU()]
-        in_dim = size
-    layers.append(nn.Linear(in_dim, 1))
-    return nn.Sequential(*layers)
+class MultilayerCritic(nn.Module):
+    """D on ``x`` (and an optional fixed ``condition`` appended to it): Linear -> ReLU layers of
+    ``hidden_sizes``, then a linear scalar output. ``net[0]`` is the first, linear layer."""
+
+    def __init__(self, input_dim: int, condition_dim: int, hidden_sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.input_dim = input_dim
+        layers: list[nn.Module] = []
+        in_dim = input_dim + condition_dim
+        for size in hidden_sizes:
+            layers += [nn.Linear(in_dim, size), nn.ReLU()]
+            in_dim = size
+        layers.append(nn.Linear(in_dim, 1))
+        self.net = nn.Sequential(*layers)
+
+    def inputs(self, x: Tensor, condition: Tensor | None) -> Tensor:
+        """The first layer's input: ``x``, or ``[x, condition]``."""
+        return x if condition is None else torch.cat([x, condition], dim=-1)
+
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """Score each row of ``x`` (B x input_dim); returns B."""
+        return self.net(self.inputs(x, condition)).squeeze(-1)
 
 
-class LatentCritic(nn.Module):
+class LatentCritic(MultilayerCritic):
     """Q-WAAE critic on latent codes: ``o = W^adv h`` (Appendix B); ReLU layers optional."""
 
     def __init__(self, hidden_dim: int, hidden_sizes: Sequence[int] = ()) -> None:
-        super().__init__()
-        self.net = _mlp(hidden_dim, hidden_sizes)
-
-    def forward(self, latent: Tensor) -> Tensor:
-        """Score each row of ``latent`` (B x H); returns B."""
-        return self.net(latent).squeeze(-1)
+        super().__init__(hidden_dim, 0, hidden_sizes)
 
 
-class ConditionalFeatureCritic(nn.Module):
+class ConditionalFeatureCritic(MultilayerCritic):
     """G-WGAN critic on ``[v, hT]`` (eqs. 19-21: (D+H) -> 1024 -> 512 -> 1 with ReLU)."""
 
     def __init__(
         self, feature_dim: int, hidden_dim: int, hidden_sizes: Sequence[int] = (1024, 512)
     ) -> None:
-        super().__init__()
-        self.net = _mlp(feature_dim + hidden_dim, hidden_sizes)
-
-    def forward(self, features: Tensor, condition: Tensor) -> Tensor:
-        """Score features (B x D) given the decoder state ``condition`` (B x H); returns B."""
-        return self.net(torch.cat([features, condition], dim=-1)).squeeze(-1)
+        super().__init__(feature_dim, hidden_dim, hidden_sizes)
 
 
-def critic_score(critic: Callable[..., Tensor], x: Tensor, condition: Tensor | None) -> Tensor:
-    """``critic(x)``, or ``critic(x, condition)`` for a conditional critic."""
-    return critic(x) if condition is None else critic(x, condition)
-
-
-def gradient_penalty(
-    critic: Callable[..., Tensor],
+def wgan_gp_terms(
+    critic: MultilayerCritic,
     x_a: Tensor,
     x_b: Tensor,
     condition: Tensor | None = None,
     eps: Tensor | None = None,
-) -> Tensor:
-    """Per-row WGAN-GP penalty ``(||grad_x D(x_hat)||_2 - 1)^2`` of eq. (5).
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``D(x_a)``, ``D(x_b)`` and the per-row WGAN-GP penalty ``(||grad_x D(x_hat)||_2 - 1)^2``
+    of eq. (5), each of shape B.
 
     ``x_hat = eps * x_a + (1 - eps) * x_b`` with one ``eps ~ U[0, 1]`` per row (B x 1) unless
     given. The gradient is taken with respect to ``x_hat`` only (``condition``, if any, is an
-    extra critic input held fixed), with ``create_graph=True`` so that the penalty can be
-    differentiated with respect to the critic's parameters. Returns a tensor of shape B.
+    extra input held fixed), with a graph, so the penalty can be differentiated with respect to
+    D's parameters.
+
+    D's first layer is linear, so its pre-activation at ``x_hat`` is the same interpolation of
+    its pre-activations at ``x_a`` and ``x_b``: ``x_hat`` needs no pass through that layer, the
+    largest of the critic (2560 x 1024 for G-WGAN), and ``grad_x D`` is the gradient at that
+    pre-activation times the layer's weight. The interpolated pre-activation enters the graph
+    as a leaf: the rest of D depends on it only through ReLU masks, whose derivative is zero.
+    The penalty and its parameter gradients are those of the textbook form (tested).
     """
+    first, rest = critic.net[0], critic.net[1:]
+    rows = x_a.size(0)
     if eps is None:
-        eps = torch.rand(x_a.size(0), 1, dtype=x_a.dtype, device=x_a.device)
-    x_hat = (eps * x_a + (1 - eps) * x_b).detach().requires_grad_(True)
+        eps = torch.rand(rows, 1, dtype=x_a.dtype, device=x_a.device)
+    both = torch.cat([critic.inputs(x_a, condition), critic.inputs(x_b, condition)])
+    pre_activation = first(both).view(2, rows, -1)
+    scores = rest(pre_activation).squeeze(-1)
     with torch.enable_grad():
-        scores = critic_score(critic, x_hat, condition)
-        (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
-    return (grad.norm(2, dim=-1) - 1) ** 2
+        pre_hat = (eps * pre_activation[0] + (1 - eps) * pre_activation[1]).detach()
+        pre_hat.requires_grad_(True)
+        (grad_pre,) = torch.autograd.grad(rest(pre_hat).sum(), pre_hat, create_graph=True)
+        grad_x = (grad_pre @ first.weight)[:, : critic.input_dim]
+    return scores[0], scores[1], (grad_x.norm(2, dim=-1) - 1) ** 2
