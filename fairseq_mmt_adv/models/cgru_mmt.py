@@ -32,7 +32,6 @@ from torch import Tensor, nn
 from torch.nn import Linear
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from fairseq_mmt_adv.modules.recurrent_linear import recurrent_linear
 from fairseq_mmt_adv.modules.visual_fusion import VISUAL_FUSIONS, build_visual_fusion
 
 DEFAULT_MAX_POSITIONS = int(1e5)
@@ -381,24 +380,20 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         self, input_gates: Tensor, state: dict[str, Tensor], encoder_out: EncoderOut
     ) -> tuple[list[Tensor], list[Tensor], Tensor]:
         """The same steps with GRU2's input gates taken as a_t-weighted sums of
-        ``state["context_gates"]`` and one product for 2 W^h h'_t and GRU2's W_hh h'_t; the
-        recurrent weights get their gradients in one product over all steps
-        (``recurrent_linear``)."""
+        ``state["context_gates"]`` and one product for 2 W^h h'_t and GRU2's W_hh h'_t."""
         padding_mask = encoder_out["padding_mask"]
         hidden, keys, context_gates = state["hidden"], state["keys"], state["context_gates"]
         split = [keys.size(-1), 3 * self.hidden_size]
         # 2 W^h as in ConditionalAttention.project_query: doubling is exact in floating point
         query_weight = torch.cat([2 * self.attention.query_proj.weight, self.gru2.weight_hh])
         query_bias = torch.cat([self.gru2.bias_hh.new_zeros(split[0]), self.gru2.bias_hh])
-        # per-step products whose weight gradients are computed once, over all steps
-        gru1_hidden_gates = recurrent_linear(self.gru1.weight_hh, self.gru1.bias_hh)
-        project_query = recurrent_linear(query_weight, query_bias)
         outputs, attentions = [], []
         # unbind, not input_gates[:, t]: the backward of each index would fill a zero tensor of
         # input_gates' size; unbind's stacks the steps' gradients once
         for step_gates in input_gates.unbind(1):
-            query = gru_update(step_gates, gru1_hidden_gates(hidden), hidden)  # h'_t
-            projected_query, hidden_gates = project_query(query).split(split, dim=1)
+            query = gru_step(step_gates, hidden, self.gru1)  # h'_t
+            projected = F.linear(query, query_weight, query_bias)
+            projected_query, hidden_gates = projected.split(split, dim=1)
             weights = self.attention.weights(projected_query, keys, padding_mask)
             gates = torch.bmm(weights.unsqueeze(1), context_gates).squeeze(1)  # W_ih c_t + b_ih
             hidden = gru_update(gates, hidden_gates, query)  # h_t
