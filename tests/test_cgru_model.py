@@ -213,21 +213,28 @@ def test_missing_visual_features_is_a_clear_error():
         model(src, lengths, prev, None)
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("fusion", ["ctx-mul", "none"])
-def test_fused_decoder_equals_the_reference_in_outputs_and_gradients(fusion):
+def test_fused_decoder_equals_the_reference_in_outputs_and_gradients(fusion, device):
     """Same parameters, same function: logits, hT, attention and every gradient agree."""
-    reference = build_model(visual_fusion=fusion, cgru_implementation="reference").double()
-    fused = build_model(visual_fusion=fusion, cgru_implementation="fused").double()
+    reference = build_model(visual_fusion=fusion, cgru_implementation="reference")
+    fused = build_model(visual_fusion=fusion, cgru_implementation="fused")
     fused.load_state_dict(reference.state_dict())
+    reference, fused = reference.to(device, torch.float64), fused.to(device, torch.float64)
     assert (reference.decoder.implementation, fused.decoder.implementation) == (
         "reference",
         "fused",
     )
-    src, lengths, prev, visual = random_batch(reference, [6, 2, 9, 4], [7, 3, 5, 8])
+    batch = random_batch(reference, [6, 2, 9, 4], [7, 3, 5, 8])
+    src, lengths, prev, visual = (x.to(device) for x in batch)
     results = []
     for model in (reference, fused):
         logits, extra = model(src, lengths, prev, visual.double())
         target = torch.randint(0, logits.size(-1), logits.shape[:2], generator=torch.Generator())
+        target = target.to(device)
         loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target)
         loss = loss + extra["final_hidden"].pow(2).sum()
         model.zero_grad()
@@ -241,6 +248,32 @@ def test_fused_decoder_equals_the_reference_in_outputs_and_gradients(fusion):
     assert grads.keys() == ref_grads.keys() and len(grads) > 10
     for name, grad in grads.items():
         torch.testing.assert_close(grad, ref_grads[name], msg=lambda m, name=name: f"{name}: {m}")
+
+
+@CUDA
+@pytest.mark.parametrize("implementation", ["fused", "reference"])
+def test_bf16_autocast_on_cuda_follows_float32(implementation):
+    """Mixed precision (fairseq --amp --amp-dtype bfloat16): finite logits and gradients that
+    stay near the float32 ones; the attention's softmax runs in float32."""
+    model = build_model(cgru_implementation=implementation).cuda().train()
+    model.apply(lambda m: setattr(m, "p", 0.0) if isinstance(m, torch.nn.Dropout) else None)
+    batch = random_batch(model, [6, 2, 9, 4], [7, 3, 5, 8])
+    src, lengths, prev, visual = (x.cuda() for x in batch)
+    results = []
+    for autocast in (False, True):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            logits, extra = model(src, lengths, prev, visual)
+        model.zero_grad()
+        logits.float().logsumexp(-1).sum().backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((logits.float(), extra["attn"][0].float(), grads))
+    (logits32, attn32, grads32), (logits16, attn16, grads16) = results
+    assert torch.isfinite(logits16).all() and torch.isfinite(grads16).all()
+    torch.testing.assert_close(logits16, logits32, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(attn16.sum(-1), torch.ones_like(attn16.sum(-1)), rtol=0, atol=1e-2)
+    torch.testing.assert_close(attn16, attn32, rtol=0.05, atol=0.02)
+    cosine = torch.nn.functional.cosine_similarity(grads16, grads32, dim=0)
+    assert cosine > 0.99
 
 
 @pytest.mark.parametrize("implementation", ["fused", "reference"])
