@@ -288,3 +288,46 @@ def test_moses_tokenization_separate_bpe_en_cs(prepared: dict, tmp_path: Path) -
     rows = (out / "splits.tsv").read_text().splitlines()[1:]
     assert [row.split("\t")[1] for row in rows] == list(CS_SPLITS)
     assert "n/a" in (out / "vocab_sizes.txt").read_text()
+
+
+DEVICE_CHECK = SCRIPT.parent / "device-check.sh"
+
+
+def run_device_check(*args: str | Path) -> subprocess.CompletedProcess:
+    """scripts/device-check.sh with this Python's environment first on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.update(ARCH="cgru_mmt_small", OMP_NUM_THREADS="1")
+    cmd = ["bash", str(DEVICE_CHECK), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_device_check_rehearses_on_the_cpu(prepared: dict, tmp_path: Path) -> None:
+    """The GPU checks' script, on the CPU and tiny data: tests, one epoch, beam-12 decoding."""
+    out, work = tmp_path / "check", tmp_path / "work"
+    proc = run_device_check(
+        "--device", "cpu", "--data", prepared["out"], "--out", out, "--work", work,
+        "--phases", "tests,train,decode", "--", "--max-epoch", "1", "--num-workers", "0",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = (out / "summary.txt").read_text()
+    assert "tests: passed" in summary and "skipped" in summary  # no CUDA here
+    assert "train: " in summary and " 1 epochs" in summary
+    assert f"Translated {SIZES['test_2016_flickr']} sentences" in summary
+    assert "BLEU4" in summary and (work / "baseline-nov" / "checkpoint_best.pt").is_file()
+    # the logs stay few and small (a device call brings back at most 8 files)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "decode-test.log", "summary.txt", "tests.log", "train.log"
+    ]
+    features = np.load(work / "features" / "train.npy", mmap_mode="r")
+    assert features.shape == (SIZES["train"], 2048) and features.dtype == np.float16
+
+
+def test_device_check_rejects_bad_input(prepared: dict, tmp_path: Path) -> None:
+    proc = run_device_check("--data", tmp_path)
+    assert proc.returncode == 2 and "splits.tsv is missing" in proc.stderr
+    proc = run_device_check("--data", prepared["out"], "--phases", "train,fly")
+    assert proc.returncode == 2 and "unknown phase fly" in proc.stderr
+    proc = run_device_check("--data", prepared["out"], "--device", "tpu")
+    assert proc.returncode == 2 and "--device must be cuda or cpu" in proc.stderr
+    proc = run_device_check("--help")
+    assert proc.returncode == 0 and "--phases" in proc.stdout
