@@ -97,11 +97,18 @@ def benchmark_training(system: str, args: argparse.Namespace, save_dir: Path) ->
 def benchmark_decoding(
     system: str, args: argparse.Namespace, save_dir: Path, beam: int
 ) -> tuple[float, float]:
-    """Sentences/s of beam search, and output tokens per sentence (equal lengths = fair)."""
+    """Sentences/s of beam search, and output tokens per sentence (equal lengths = fair).
+
+    With ``--decode-length N`` every hypothesis is N tokens long (``--min-len N --max-len-a 0
+    --max-len-b N``): briefly trained models stop at lengths of their own, and a system whose
+    hypotheses run longer would look slower for it.
+    """
+    length = args.decode_length
+    forced = ["--min-len", str(length), "--max-len-a", "0", "--max-len-b", str(length)]
     output, _, _ = run_measured(
         [str(BIN / "fairseq-generate"), *task_flags(system, args.data, args.features),
          "--path", str(save_dir / "checkpoint_last.pt"), "--gen-subset", args.gen_subset,
-         "--beam", str(beam),
+         "--beam", str(beam), *(forced if length else []),
          "--batch-size", str(args.decode_batch_size), *device_flags(args.device)],
         args.threads,
     )  # fmt: skip
@@ -149,6 +156,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--decode-batch-size", type=int, default=64)
     parser.add_argument("--gen-subset", default="test")
+    parser.add_argument("--decode-length", type=int, default=16, metavar="N",
+                        help="force every hypothesis to N tokens, for equal work per system "
+                             "(0: the models' own lengths)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=1,
                         help="measure every system this many times, interleaved; report medians")
@@ -156,6 +166,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.decode_length < 0:
+        parser.error("--decode-length must be 0 or more")
     if (args.data is None) != (args.features is None):
         parser.error("--data and --features go together")
     return args
@@ -204,8 +216,10 @@ def main(argv: list[str] | None = None) -> int:
             row = measure_system(system, args, work / "checkpoints" / system)
             runs[system].append(row)
             print(f"[{repeat + 1}/{args.repeats}] {system}: {row}", flush=True)
+    lengths = f"{args.decode_length} tokens" if args.decode_length else "own lengths"
     print(f"\ndevice {args.device}, {args.threads} threads, batch {args.batch_size}, "
-          f"{args.updates} updates, median of {args.repeats} runs, data {args.data}")  # fmt: skip
+          f"{args.updates} updates, hypotheses of {lengths}, median of {args.repeats} runs, "
+          f"data {args.data}")  # fmt: skip
     print(format_table([median_rows(runs[system]) for system in systems]))
     return 0
 

@@ -81,3 +81,19 @@ def test_paired_benchmark_rejects_bad_flags(flags, message, capsys):
     with pytest.raises(SystemExit):
         benchmark_paired.parse_args(flags)
     assert message in capsys.readouterr().err
+
+
+def test_cli_benchmark_decodes_hypotheses_of_the_forced_length(tiny_corpus, tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "benchmark.py"), "--data", str(tiny_corpus / "bin"),
+         "--features", str(tiny_corpus / "features"), "--systems", "lstm,cgru",
+         "--updates", "8", "--batch-size", "8", "--decode-length", "5", "--threads", "1",
+         "--work-dir", str(tmp_path)],
+        capture_output=True, text=True, env=cli_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "hypotheses of 5 tokens" in done.stdout
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("lstm", "cgru"))]
+    assert [row[0] for row in rows] == ["lstm", "cgru"]
+    # columns: tokens/s, updates/s, peak MiB, beam 5 sent/s, beam 12 sent/s, out tok/sent, ...
+    assert [float(row[6]) for row in rows] == [6.0, 6.0]  # 5 tokens and the end of sentence
