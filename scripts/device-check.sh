@@ -81,6 +81,11 @@ WORK=$(cd "$WORK" && pwd)
 DATA=$(cd "$DATA" && pwd)
 SUMMARY=$OUT/summary.txt
 note() { echo "$*" | tee -a "$SUMMARY"; }
+# run_logged LOG COMMAND...: the command's output goes to LOG; on failure, its tail and a stop
+run_logged() {
+  local log=$1; shift
+  "$@" > "$log" 2>&1 || { tail -n 40 "$log" >&2; die "failed, see $log: $*"; }
+}
 seconds_since() { python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$1"; }
 
 if [[ -n $KIT ]]; then
@@ -120,9 +125,9 @@ fi
 if has_phase bench; then
   bench=("$PYTHON" "$REPO/scripts/benchmark_paired.py" --data "$DATA" --features "$FEATURES"
          --device "$DEVICE" --rounds "$ROUNDS")
-  "${bench[@]}" --systems lstm,cgru-reference,cgru --beam 12 > "$OUT/bench-beam12.log" 2>&1
-  "${bench[@]}" --systems cgru,cgru+mse,cgru+q-waae,cgru+g-wgan --reference cgru --no-decode \
-    > "$OUT/bench-adversarial.log" 2>&1
+  run_logged "$OUT/bench-beam12.log" "${bench[@]}" --systems lstm,cgru-reference,cgru --beam 12
+  run_logged "$OUT/bench-adversarial.log" "${bench[@]}" --reference cgru --no-decode \
+    --systems cgru,cgru+mse,cgru+q-waae,cgru+g-wgan
   for log in "$OUT"/bench-*.log; do
     note "$(basename "$log"):"
     grep -B 1 -A 5 "^system" "$log" | grep -v -e "^INFO" -e "^--$" | tee -a "$SUMMARY"
@@ -130,13 +135,13 @@ if has_phase bench; then
 fi
 
 SAVE_DIR=$WORK/baseline-nov
+cpu=()
+[[ $DEVICE == cpu ]] && cpu=(--cpu)
 if has_phase train; then
-  cpu=()
-  [[ $DEVICE == cpu ]] && cpu=(--cpu)
   start=$(date +%s.%N)
-  FAIRSEQ_BIN=$(dirname "$(command -v fairseq-train)") DATA=$DATA FEATURES=$FEATURES \
-    bash "$REPO/examples/multi30k/train.sh" --system baseline-nov --save-dir "$SAVE_DIR" --force \
-    -- "${cpu[@]}" "$@" > "$OUT/train.log" 2>&1
+  run_logged "$OUT/train.log" env FAIRSEQ_BIN="$(dirname "$(command -v fairseq-train)")" \
+    DATA="$DATA" FEATURES="$FEATURES" bash "$REPO/examples/multi30k/train.sh" \
+    --system baseline-nov --save-dir "$SAVE_DIR" --force -- "${cpu[@]}" "$@"
   seconds=$(seconds_since "$start")
   bleu=$("$PYTHON" -c "import sys; sys.path.insert(0, sys.argv[2]); from plot_curves import read_log
 scores = [r['valid_bleu'] for r in read_log(sys.argv[1]).epochs.values() if 'valid_bleu' in r]
@@ -146,12 +151,10 @@ print(len(scores), 'epochs, best valid BLEU', max(scores, default=float('nan')))
 fi
 
 if has_phase decode; then
-  cpu=()
-  [[ $DEVICE == cpu ]] && cpu=(--cpu)
   start=$(date +%s.%N)
-  fairseq-generate "$DATA" --user-dir "$REPO/fairseq_mmt_adv" --task multimodal_translation \
-    --visual-features "$FEATURES" --path "$SAVE_DIR/checkpoint_best.pt" --gen-subset test \
-    --beam 12 --batch-size 128 --remove-bpe "${cpu[@]}" > "$OUT/decode-test.log" 2>&1
+  run_logged "$OUT/decode-test.log" fairseq-generate "$DATA" --user-dir "$REPO/fairseq_mmt_adv" \
+    --task multimodal_translation --visual-features "$FEATURES" --gen-subset test --beam 12 \
+    --path "$SAVE_DIR/checkpoint_best.pt" --batch-size 128 --remove-bpe "${cpu[@]}"
   note "decode test (Test 2016), beam 12: $(seconds_since "$start") s for the whole process"
   grep -E "Translated [0-9,]+ sentences|BLEU4 =" "$OUT/decode-test.log" | tee -a "$SUMMARY"
 fi

@@ -331,3 +331,13 @@ def test_device_check_rejects_bad_input(prepared: dict, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "--device must be cuda or cpu" in proc.stderr
     proc = run_device_check("--help")
     assert proc.returncode == 0 and "--phases" in proc.stdout
+
+
+def test_device_check_stops_with_the_failing_logs_tail(prepared: dict, tmp_path: Path) -> None:
+    proc = run_device_check(
+        "--device", "cpu", "--data", prepared["out"], "--out", tmp_path / "check",
+        "--phases", "decode",  # no training ran: there is no checkpoint to decode with
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "failed, see" in proc.stderr and "decode-test.log" in proc.stderr
+    assert "checkpoint_best.pt" in proc.stderr  # fairseq's own error, from the log's tail
