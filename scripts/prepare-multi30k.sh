@@ -36,6 +36,8 @@ Preprocessing:
   --bpe-merges N        BPE merge operations (default 10000)
   --joint-bpe           one BPE model learned on the source and target train text (default)
   --separate-bpe        one BPE model per language
+  --joined-dictionary   one fairseq dictionary for both languages (needs joint BPE), as
+                        --share-all-embeddings needs; by default one dictionary per language
   --out DIR             output directory (required)
   --workers N           parallel workers for subword-nmt and fairseq-preprocess (default 4)
   --python PY           Python whose bin directory (or else PATH) provides fairseq-preprocess and
@@ -75,6 +77,7 @@ MERGES=10000
 TOKENIZATION=official
 LOWERCASE=0
 JOINT=1
+JOINED_DICT=0
 OUT=
 WORKERS=4
 PY=python3
@@ -94,6 +97,7 @@ while [[ $# -gt 0 ]]; do
     --lowercase) LOWERCASE=1; shift ;;
     --joint-bpe) JOINT=1; shift ;;
     --separate-bpe) JOINT=0; shift ;;
+    --joined-dictionary) JOINED_DICT=1; shift ;;
     --out) need_value "$@"; OUT=$2; shift 2 ;;
     --workers) need_value "$@"; WORKERS=$2; shift 2 ;;
     --python) need_value "$@"; PY=$2; shift 2 ;;
@@ -105,6 +109,7 @@ done
 [[ $MERGES =~ ^[1-9][0-9]*$ ]] || die "--bpe-merges must be a positive integer, not '$MERGES'"
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer, not '$WORKERS'"
 [[ $FEATURE_PATTERN == *'{split}'* ]] || die "--feature-pattern must contain '{split}'"
+[[ $JOINED_DICT == 0 || $JOINT == 1 ]] || die "--joined-dictionary needs joint BPE (drop --separate-bpe)"
 case $TOKENIZATION in
   official) [[ $LOWERCASE == 0 ]] || die "--lowercase only applies to --tokenization moses" ;;
   moses) ;;
@@ -233,6 +238,7 @@ finish_step() { printf '%s\n' "$2" >"$STAMPS/$1.tmp" && mv "$STAMPS/$1.tmp" "$ST
 
 # The preprocessing settings belong to OUT: another run into the same OUT must use the same ones.
 CONFIG="pair=$PAIR tokenization=$TOKENIZATION lowercase=$LOWERCASE bpe_merges=$MERGES joint_bpe=$JOINT"
+[[ $JOINED_DICT == 0 ]] || CONFIG+=" joined_dictionary=1"
 if [[ -f $OUT/config.txt ]]; then
   [[ "$(cat "$OUT/config.txt")" == "$CONFIG" ]] || die "$OUT was prepared with other settings" \
     "($(cat "$OUT/config.txt")) than now ($CONFIG): use another --out or delete $OUT"
@@ -329,8 +335,11 @@ if start_step bpe-apply "$CONFIG" "apply BPE to ${#FSPLITS[@]} splits x $PAIR"; 
   finish_step bpe-apply "$CONFIG"
 fi
 
-# 4. Binarize with separate source and target dictionaries.
-if start_step binarize "$CONFIG" "fairseq-preprocess $SRC -> $TGT (separate dictionaries)"; then
+# 4. Binarize with separate source and target dictionaries, or one joined dictionary.
+DICT_FLAGS=()
+DICT_KIND="separate dictionaries"
+if [[ $JOINED_DICT == 1 ]]; then DICT_FLAGS=(--joined-dictionary); DICT_KIND="joined dictionary"; fi
+if start_step binarize "$CONFIG" "fairseq-preprocess $SRC -> $TGT ($DICT_KIND)"; then
   tests=()
   for s in "${FSPLITS[@]:2}"; do tests+=("$OUT/text/$s.bpe"); done
   testpref=$(IFS=,; echo "${tests[*]}")
@@ -338,7 +347,7 @@ if start_step binarize "$CONFIG" "fairseq-preprocess $SRC -> $TGT (separate dict
   rm -rf "$tmp"
   "$FAIRSEQ_PREPROCESS" --source-lang "$SRC" --target-lang "$TGT" \
     --trainpref "$OUT/text/train.bpe" --validpref "$OUT/text/valid.bpe" --testpref "$testpref" \
-    --destdir "$tmp" --workers "$WORKERS" >"$OUT/logs/fairseq-preprocess.log" 2>&1 \
+    --destdir "$tmp" --workers "$WORKERS" "${DICT_FLAGS[@]}" >"$OUT/logs/fairseq-preprocess.log" 2>&1 \
     || die "fairseq-preprocess failed: see $OUT/logs/fairseq-preprocess.log"
   mv "$tmp/preprocess.log" "$OUT/logs/preprocess.log"
   mv "$tmp"/* "$OUT"/
