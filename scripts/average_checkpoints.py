@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-import fairseq_mmt_adv  # noqa: F401  (lets torch >= 2.6 load fairseq checkpoints)
+import fairseq_mmt_adv.checkpoint_compat  # noqa: F401  (lets torch >= 2.6 load fairseq checkpoints)
 
 
 def load(path: Path) -> dict:

@@ -26,22 +26,45 @@ from fairseq_mmt_adv.demo_corpus import generate_demo_corpus
 
 BIN = Path(sys.executable).parent
 USER_DIR = os.path.dirname(fairseq_mmt_adv.__file__)
-PAPER_SIZES = ["--encoder-embed-dim", "256", "--encoder-hidden-size", "512",
-               "--decoder-embed-dim", "256", "--decoder-hidden-size", "512",
-               "--decoder-out-embed-dim", "256"]  # fmt: skip
+PAPER_SIZES = [
+    "--encoder-embed-dim",
+    "256",
+    "--encoder-hidden-size",
+    "512",
+    "--decoder-embed-dim",
+    "256",
+    "--decoder-hidden-size",
+    "512",
+    "--decoder-out-embed-dim",
+    "256",
+]
 ADVERSARIAL = ["--criterion", "adversarial_reconstruction", "--reconstruction"]
 
 # name -> (task flags are added later) model and criterion flags
 SYSTEMS = {
-    "lstm": ["--arch", "lstm", *PAPER_SIZES, "--encoder-bidirectional", "--dropout", "0.3",
-             "--criterion", "label_smoothed_cross_entropy"],
-    "cgru-reference": ["--arch", "cgru_mmt", "--cgru-implementation", "reference",
-                       "--criterion", "label_smoothed_cross_entropy"],
+    "lstm": [
+        "--arch",
+        "lstm",
+        *PAPER_SIZES,
+        "--encoder-bidirectional",
+        "--dropout",
+        "0.3",
+        "--criterion",
+        "label_smoothed_cross_entropy",
+    ],
+    "cgru-reference": [
+        "--arch",
+        "cgru_mmt",
+        "--cgru-implementation",
+        "reference",
+        "--criterion",
+        "label_smoothed_cross_entropy",
+    ],
     "cgru": ["--arch", "cgru_mmt", "--criterion", "label_smoothed_cross_entropy"],
     "cgru+mse": ["--arch", "cgru_mmt", *ADVERSARIAL, "mse"],
     "cgru+q-waae": ["--arch", "cgru_mmt", *ADVERSARIAL, "q-waae"],
     "cgru+g-wgan": ["--arch", "cgru_mmt", *ADVERSARIAL, "g-wgan"],
-}  # fmt: skip
+}
 
 
 def run_measured(command: list[str], threads: int) -> tuple[str, float, float]:
@@ -70,8 +93,15 @@ def inner_stat(output: str, key: str) -> float:
 def task_flags(system: str, data: Path, features: Path) -> list[str]:
     if system == "lstm":
         return [str(data), "--task", "translation", "--user-dir", USER_DIR]
-    return [str(data), "--user-dir", USER_DIR, "--task", "multimodal_translation",
-            "--visual-features", str(features)]  # fmt: skip
+    return [
+        str(data),
+        "--user-dir",
+        USER_DIR,
+        "--task",
+        "multimodal_translation",
+        "--visual-features",
+        str(features),
+    ]
 
 
 def device_flags(device: str) -> list[str]:
@@ -82,16 +112,40 @@ def benchmark_training(system: str, args: argparse.Namespace, save_dir: Path) ->
     shutil.rmtree(save_dir, ignore_errors=True)  # else fairseq-train resumes a finished run
     interval = max(args.updates // 4, 1)
     output, _, rss = run_measured(
-        [str(BIN / "fairseq-train"), *task_flags(system, args.data, args.features),
-         *SYSTEMS[system], "--optimizer", "adam", "--lr", "4e-4", "--clip-norm", "1",
-         "--batch-size", str(args.batch_size), "--max-update", str(args.updates),
-         "--log-interval", str(interval), "--log-format", "simple", "--no-progress-bar",
-         "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--disable-validation",
-         "--seed", "1", *device_flags(args.device)],
+        [
+            str(BIN / "fairseq-train"),
+            *task_flags(system, args.data, args.features),
+            *SYSTEMS[system],
+            "--optimizer",
+            "adam",
+            "--lr",
+            "4e-4",
+            "--clip-norm",
+            "1",
+            "--batch-size",
+            str(args.batch_size),
+            "--max-update",
+            str(args.updates),
+            "--log-interval",
+            str(interval),
+            "--log-format",
+            "simple",
+            "--no-progress-bar",
+            "--save-dir",
+            str(save_dir),
+            "--no-epoch-checkpoints",
+            "--disable-validation",
+            "--seed",
+            "1",
+            *device_flags(args.device),
+        ],
         args.threads,
-    )  # fmt: skip
-    return {"tokens/s": inner_stat(output, "wps"), "updates/s": inner_stat(output, "ups"),
-            "peak MiB": rss}  # fmt: skip
+    )
+    return {
+        "tokens/s": inner_stat(output, "wps"),
+        "updates/s": inner_stat(output, "ups"),
+        "peak MiB": rss,
+    }
 
 
 def benchmark_decoding(
@@ -106,12 +160,22 @@ def benchmark_decoding(
     length = args.decode_length
     forced = ["--min-len", str(length), "--max-len-a", "0", "--max-len-b", str(length)]
     output, _, _ = run_measured(
-        [str(BIN / "fairseq-generate"), *task_flags(system, args.data, args.features),
-         "--path", str(save_dir / "checkpoint_last.pt"), "--gen-subset", args.gen_subset,
-         "--beam", str(beam), *(forced if length else []),
-         "--batch-size", str(args.decode_batch_size), *device_flags(args.device)],
+        [
+            str(BIN / "fairseq-generate"),
+            *task_flags(system, args.data, args.features),
+            "--path",
+            str(save_dir / "checkpoint_last.pt"),
+            "--gen-subset",
+            args.gen_subset,
+            "--beam",
+            str(beam),
+            *(forced if length else []),
+            "--batch-size",
+            str(args.decode_batch_size),
+            *device_flags(args.device),
+        ],
         args.threads,
-    )  # fmt: skip
+    )
     match = re.search(
         r"Translated ([\d,]+) sentences \(([\d,]+) tokens\).*?\(([\d.]+) sentences/s", output
     )
@@ -123,11 +187,20 @@ def benchmark_decoding(
 
 def format_table(rows: list[dict]) -> str:
     reference = rows[0]
-    columns = ["tokens/s", "updates/s", "peak MiB", "beam 5 sent/s", "beam 12 sent/s",
-               "out tok/sent"]  # fmt: skip
+    columns = [
+        "tokens/s",
+        "updates/s",
+        "peak MiB",
+        "beam 5 sent/s",
+        "beam 12 sent/s",
+        "out tok/sent",
+    ]
     ratios = {"train": "tokens/s", "beam5": "beam 5 sent/s", "beam12": "beam 12 sent/s"}
-    lines = [f"{'system':<15}" + "".join(f"{c:>16}" for c in columns)
-             + "".join(f"{name + ' x ' + reference['system']:>16}" for name in ratios)]  # fmt: skip
+    lines = [
+        f"{'system':<15}"
+        + "".join(f"{c:>16}" for c in columns)
+        + "".join(f"{name + ' x ' + reference['system']:>16}" for name in ratios)
+    ]
     for row in rows:
         cells = "".join(f"{row[c]:16.1f}" for c in columns)
         cells += "".join(f"{row[c] / reference[c]:16.2f}" for c in ratios.values())
@@ -150,18 +223,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--device", choices=["cpu", "cuda", "cuda-bf16"], default="cpu")
     parser.add_argument(
-        "--updates", type=int, default=200,
+        "--updates",
+        type=int,
+        default=200,
         help="training updates per system (enough for sensible output lengths when decoding)",
-    )  # fmt: skip
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--decode-batch-size", type=int, default=64)
     parser.add_argument("--gen-subset", default="test")
-    parser.add_argument("--decode-length", type=int, default=16, metavar="N",
-                        help="force every hypothesis to N tokens, for equal work per system "
-                             "(0: the models' own lengths)")
+    parser.add_argument(
+        "--decode-length",
+        type=int,
+        default=16,
+        metavar="N",
+        help="force every hypothesis to N tokens, for equal work per system "
+        "(0: the models' own lengths)",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="measure every system this many times, interleaved; report medians")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="measure every system this many times, interleaved; report medians",
+    )
     parser.add_argument("--work-dir", type=Path, help="keep corpus and checkpoints here")
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -181,11 +265,23 @@ def prepare_demo_corpus(work: Path, threads: int) -> tuple[Path, Path]:
         generate_demo_corpus(corpus, feature_dim=2048)
         raw = corpus / "raw"
         run_measured(
-            [str(BIN / "fairseq-preprocess"), "--source-lang", "en", "--target-lang", "de",
-             "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"),
-             "--testpref", str(raw / "test"), "--destdir", str(corpus / "bin")],
+            [
+                str(BIN / "fairseq-preprocess"),
+                "--source-lang",
+                "en",
+                "--target-lang",
+                "de",
+                "--trainpref",
+                str(raw / "train"),
+                "--validpref",
+                str(raw / "valid"),
+                "--testpref",
+                str(raw / "test"),
+                "--destdir",
+                str(corpus / "bin"),
+            ],
             threads,
-        )  # fmt: skip
+        )
     return corpus / "bin", corpus / "features"
 
 
@@ -200,8 +296,10 @@ def measure_system(system: str, args: argparse.Namespace, save_dir: Path) -> dic
 
 def median_rows(runs: list[dict]) -> dict:
     """Per-column median of a system's repeated measurements."""
-    return {key: runs[0][key] if key == "system" else statistics.median(r[key] for r in runs)
-            for key in runs[0]}  # fmt: skip
+    return {
+        key: runs[0][key] if key == "system" else statistics.median(r[key] for r in runs)
+        for key in runs[0]
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,9 +315,11 @@ def main(argv: list[str] | None = None) -> int:
             runs[system].append(row)
             print(f"[{repeat + 1}/{args.repeats}] {system}: {row}", flush=True)
     lengths = f"{args.decode_length} tokens" if args.decode_length else "own lengths"
-    print(f"\ndevice {args.device}, {args.threads} threads, batch {args.batch_size}, "
-          f"{args.updates} updates, hypotheses of {lengths}, median of {args.repeats} runs, "
-          f"data {args.data}")  # fmt: skip
+    print(
+        f"\ndevice {args.device}, {args.threads} threads, batch {args.batch_size}, "
+        f"{args.updates} updates, hypotheses of {lengths}, median of {args.repeats} runs, "
+        f"data {args.data}"
+    )
     print(format_table([median_rows(runs[system]) for system in systems]))
     return 0
 

@@ -40,20 +40,41 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
 import fairseq_mmt_adv
 
+fairseq_mmt_adv.register()
+
 USER_DIR = str(Path(fairseq_mmt_adv.__file__).parent)
 CGRU = ["--arch", "cgru_mmt"]
 NLL = ["--criterion", "label_smoothed_cross_entropy"]
 SYSTEMS = {
-    "lstm": ["--task", "translation", "--arch", "lstm", *PAPER_SIZES, "--encoder-bidirectional",
-             "--dropout", "0.3", *NLL],
+    "lstm": [
+        "--task",
+        "translation",
+        "--arch",
+        "lstm",
+        *PAPER_SIZES,
+        "--encoder-bidirectional",
+        "--dropout",
+        "0.3",
+        *NLL,
+    ],
     "cgru-reference": [*CGRU, "--cgru-implementation", "reference", *NLL],
     "cgru": [*CGRU, *NLL],
     "cgru+mse": [*CGRU, "--criterion", "adversarial_reconstruction", "--reconstruction", "mse"],
-    "cgru+q-waae": [*CGRU, "--criterion", "adversarial_reconstruction",
-                    "--reconstruction", "q-waae"],
-    "cgru+g-wgan": [*CGRU, "--criterion", "adversarial_reconstruction",
-                    "--reconstruction", "g-wgan"],
-}  # fmt: skip
+    "cgru+q-waae": [
+        *CGRU,
+        "--criterion",
+        "adversarial_reconstruction",
+        "--reconstruction",
+        "q-waae",
+    ],
+    "cgru+g-wgan": [
+        *CGRU,
+        "--criterion",
+        "adversarial_reconstruction",
+        "--reconstruction",
+        "g-wgan",
+    ],
+}
 Measure = Callable[[int], float]  # round -> seconds
 
 
@@ -62,11 +83,27 @@ class System:
 
     def __init__(self, name: str, args: argparse.Namespace) -> None:
         flags = SYSTEMS[name]
-        task_flags = [] if "--task" in flags else [
-            "--task", "multimodal_translation", "--visual-features", str(args.features)]
-        argv = [str(args.data), "--user-dir", USER_DIR, *task_flags, *flags,
-                "--optimizer", "adam", "--lr", "4e-4", "--clip-norm", "1", "--seed", "1",
-                *(["--cpu"] if args.device == "cpu" else [])]  # fmt: skip
+        task_flags = (
+            []
+            if "--task" in flags
+            else ["--task", "multimodal_translation", "--visual-features", str(args.features)]
+        )
+        argv = [
+            str(args.data),
+            "--user-dir",
+            USER_DIR,
+            *task_flags,
+            *flags,
+            "--optimizer",
+            "adam",
+            "--lr",
+            "4e-4",
+            "--clip-norm",
+            "1",
+            "--seed",
+            "1",
+            *(["--cpu"] if args.device == "cpu" else []),
+        ]
         cfg = convert_namespace_to_omegaconf(
             options.parse_args_and_arch(options.get_training_parser(), argv)
         )
@@ -82,10 +119,12 @@ class System:
         self.generator = self.task.build_generator(
             [self.model],
             SimpleNamespace(
-                beam=args.beam, max_len_a=0, max_len_b=args.decode_length,
+                beam=args.beam,
+                max_len_a=0,
+                max_len_b=args.decode_length,
                 min_len=args.decode_length,
             ),
-        )  # fmt: skip
+        )
 
     def batch(self, split: str, indices: list[int]) -> dict:
         dataset = self.task.dataset(split)
@@ -158,13 +197,18 @@ def paired_rounds(measures: dict[str, Measure], rounds: int, warmup: int) -> dic
 def summarize(title: str, times: dict[str, list[float]], reference: str) -> str:
     """Median ms per round and the median of per-round time ratios to ``reference``, with
     quartiles; speed-up = reference time / system time."""
-    lines = [title, f"{'system':<16}{'median ms':>11}{'time x ' + reference:>22}"
-             f"{'quartiles':>18}{'speed-up':>10}"]  # fmt: skip
+    lines = [
+        title,
+        f"{'system':<16}{'median ms':>11}{'time x ' + reference:>22}"
+        f"{'quartiles':>18}{'speed-up':>10}",
+    ]
     for name, values in times.items():
         ratios = [t / b for t, b in zip(values, times[reference], strict=True)]
         q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
-        lines.append(f"{name:<16}{1000 * statistics.median(values):11.1f}{median:22.3f}"
-                     f"{f'[{q1:.3f}, {q3:.3f}]':>18}{1 / median:10.2f}")  # fmt: skip
+        lines.append(
+            f"{name:<16}{1000 * statistics.median(values):11.1f}{median:22.3f}"
+            f"{f'[{q1:.3f}, {q3:.3f}]':>18}{1 / median:10.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -180,14 +224,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32, help="training batch")
     parser.add_argument("--decode-batch-size", type=int, default=64)
     parser.add_argument("--beam", type=int, default=5)
-    parser.add_argument("--decode-length", type=int, default=16,
-                        help="tokens of every hypothesis before its end of sentence")
+    parser.add_argument(
+        "--decode-length",
+        type=int,
+        default=16,
+        help="tokens of every hypothesis before its end of sentence",
+    )
     parser.add_argument("--gen-subset", default="test")
     parser.add_argument("--no-decode", action="store_true", help="time training only")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--work-dir", type=Path, help="keep the demo corpus here")
-    parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="print the N costliest operators of one update / beam search")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print the N costliest operators of one update / beam search",
+    )
     args = parser.parse_args(argv)
     if (args.data is None) != (args.features is None):
         parser.error("--data and --features go together")
@@ -210,37 +263,61 @@ def main(argv: list[str] | None = None) -> int:
         args.data, args.features = prepare_demo_corpus(work, args.threads)
     systems = {name: System(name, args) for name in args.systems.split(",")}
     first = next(iter(systems.values()))
-    header = (f"{args.device}, {args.threads} threads, {args.rounds} rounds after "
-              f"{args.warmup} warm-up, data {args.data}")  # fmt: skip
+    header = (
+        f"{args.device}, {args.threads} threads, {args.rounds} rounds after "
+        f"{args.warmup} warm-up, data {args.data}"
+    )
 
     train = index_batches(first, "train", args.batch_size, args.warmup + args.rounds)
     train_samples = {n: [s.batch("train", b) for b in train] for n, s in systems.items()}
     times = paired_rounds(
-        {n: (lambda r, n=n: systems[n].train_update(train_samples[n][r % len(train)], r))
-         for n in systems},
-        args.rounds, args.warmup,
-    )  # fmt: skip
-    print(summarize(f"\ntraining updates, batch {args.batch_size}; {header}", times,
-                    args.reference), flush=True)  # fmt: skip
+        {
+            n: (lambda r, n=n: systems[n].train_update(train_samples[n][r % len(train)], r))
+            for n in systems
+        },
+        args.rounds,
+        args.warmup,
+    )
+    print(
+        summarize(f"\ntraining updates, batch {args.batch_size}; {header}", times, args.reference),
+        flush=True,
+    )
     for name, system in systems.items() if args.profile else ():
         update = args.warmup + args.rounds
-        print(profile_table(f"\nprofile of one training update: {name}",
-                            lambda s=system, x=train_samples[name][0], u=update:
-                            s.train_update(x, u), args.profile, args.device))
+        print(
+            profile_table(
+                f"\nprofile of one training update: {name}",
+                lambda s=system, x=train_samples[name][0], u=update: s.train_update(x, u),
+                args.profile,
+                args.device,
+            )
+        )
     if args.no_decode:
         return 0
     test = index_batches(first, args.gen_subset, args.decode_batch_size, 10**6)
     test_samples = {n: [s.batch(args.gen_subset, b) for b in test] for n, s in systems.items()}
     times = paired_rounds(
         {n: (lambda r, n=n: systems[n].decode(test_samples[n][r % len(test)])) for n in systems},
-        args.rounds, args.warmup,
-    )  # fmt: skip
-    print(summarize(f"\nbeam {args.beam} decoding, batch {args.decode_batch_size} "
-                    f"({args.gen_subset}); {header}", times, args.reference))  # fmt: skip
+        args.rounds,
+        args.warmup,
+    )
+    print(
+        summarize(
+            f"\nbeam {args.beam} decoding, batch {args.decode_batch_size} "
+            f"({args.gen_subset}); {header}",
+            times,
+            args.reference,
+        )
+    )
     for name, system in systems.items() if args.profile else ():
-        print(profile_table(f"\nprofile of one beam search: {name}",
-                            lambda s=system, x=test_samples[name][0]: s.decode(x), args.profile,
-                            args.device))
+        print(
+            profile_table(
+                f"\nprofile of one beam search: {name}",
+                lambda s=system, x=test_samples[name][0]: s.decode(x),
+                args.profile,
+                args.device,
+            )
+        )
     return 0
 
 

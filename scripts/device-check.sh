@@ -117,8 +117,8 @@ PY
 if has_phase tests; then
   start=$(date +%s.%N)
   status=passed
-  "$PYTHON" -m pytest -q -rs -p no:cacheprovider "$REPO/tests/test_cgru_model.py" \
-    "$REPO/tests/test_adversarial_criterion.py" -k "cuda or CUDA" > "$OUT/tests.log" 2>&1 || status=FAILED
+  "$PYTHON" -m pytest -q -rs -p no:cacheprovider -m cuda "$REPO/tests" > "$OUT/tests.log" 2>&1 \
+    || status=FAILED
   note "tests: $status in $(seconds_since "$start") s ($(tail -n 1 "$OUT/tests.log"))"
 fi
 

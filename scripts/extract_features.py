@@ -43,11 +43,9 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 LAYER_SHAPES = {"pool5": (2048,), "res4f": (196, 1024)}
 RANDOM_SEED = 0
 WEIGHT_URLS = {
-    "IMAGENET1K_V2 (torchvision's default)":
-        "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
-    "IMAGENET1K_V1 (the original ResNet-50 training)":
-        "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-}  # fmt: skip
+    "IMAGENET1K_V2 (torchvision's default)": "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+    "IMAGENET1K_V1 (the original ResNet-50 training)": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+}
 MISSING_SHOWN = 5
 
 
@@ -64,8 +62,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -139,8 +138,9 @@ def randomize_(model: nn.Module, seed: int = RANDOM_SEED) -> None:
     generator = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu",
-                                    generator=generator)  # fmt: skip
+            nn.init.kaiming_normal_(
+                module.weight, mode="fan_out", nonlinearity="relu", generator=generator
+            )
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
@@ -181,14 +181,16 @@ def load_model(weights: Path | None, random_weights: bool) -> nn.Module:
     except Exception as err:  # pickle, zip and weights_only errors have no common base
         raise ExtractionError(f"cannot load weights file {weights}: {err}") from err
     if not isinstance(state, dict):
-        raise ExtractionError(f"weights file {weights} holds a {type(state).__name__}, "
-                              "not a ResNet-50 state_dict")  # fmt: skip
+        raise ExtractionError(
+            f"weights file {weights} holds a {type(state).__name__}, not a ResNet-50 state_dict"
+        )
     model = build_resnet50()
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise ExtractionError(f"weights file {weights} is not a torchvision ResNet-50 "
-                              f"state_dict: {err}") from err  # fmt: skip
+        raise ExtractionError(
+            f"weights file {weights} is not a torchvision ResNet-50 state_dict: {err}"
+        ) from err
     return model.eval()
 
 
@@ -223,13 +225,16 @@ def read_split(split_file: Path) -> tuple[list[str], str]:
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
-        raise ExtractionError(f"split file {split_file} is empty: it should list one image "
-                              "file name per line")  # fmt: skip
+        raise ExtractionError(
+            f"split file {split_file} is empty: it should list one image file name per line"
+        )
     names = [line.split("#", 1)[0].strip() for line in lines]
     empty = [i + 1 for i, name in enumerate(names) if not name]
     if empty:
-        raise ExtractionError(f"split file {split_file}: no image name on line(s) "
-                              f"{', '.join(map(str, empty[:MISSING_SHOWN]))}")  # fmt: skip
+        raise ExtractionError(
+            f"split file {split_file}: no image name on line(s) "
+            f"{', '.join(map(str, empty[:MISSING_SHOWN]))}"
+        )
     return names, hashlib.sha256(data).hexdigest()
 
 
@@ -242,8 +247,10 @@ def image_paths(images: Path, names: list[str], split_file: Path) -> list[Path]:
     if missing:
         shown = ", ".join(str(path) for path in missing[:MISSING_SHOWN])
         more = f" and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
-        raise ExtractionError(f"{len(missing)} of the {len(paths)} images listed in {split_file} "
-                              f"are missing: {shown}{more}")  # fmt: skip
+        raise ExtractionError(
+            f"{len(missing)} of the {len(paths)} images listed in {split_file} "
+            f"are missing: {shown}{more}"
+        )
     return paths
 
 
@@ -310,15 +317,21 @@ def read_progress(progress: Path) -> dict | None:
     return state if ok and isinstance(state.get("rows"), int) else None
 
 
-def resume_partial(partial: Path, state: dict, shape: tuple[int, ...], dtype: np.dtype,
-                   fingerprint: dict[str, str]) -> np.ndarray:  # fmt: skip
+def resume_partial(
+    partial: Path, state: dict, shape: tuple[int, ...], dtype: np.dtype, fingerprint: dict[str, str]
+) -> np.ndarray:
     """The partial array of an earlier run with the same fingerprint, checked."""
     old = state["fingerprint"]
     if old != fingerprint:
-        diff = "; ".join(f"{key}: {old.get(key)} there, {new} now"
-                         for key, new in fingerprint.items() if old.get(key) != new)  # fmt: skip
-        raise ExtractionError(f"{partial} was started with other inputs ({diff}); pass "
-                              "--restart to discard it and start over")  # fmt: skip
+        diff = "; ".join(
+            f"{key}: {old.get(key)} there, {new} now"
+            for key, new in fingerprint.items()
+            if old.get(key) != new
+        )
+        raise ExtractionError(
+            f"{partial} was started with other inputs ({diff}); pass "
+            "--restart to discard it and start over"
+        )
     try:
         array = np.lib.format.open_memmap(partial, mode="r+")
     except (OSError, ValueError) as err:
@@ -331,8 +344,9 @@ def resume_partial(partial: Path, state: dict, shape: tuple[int, ...], dtype: np
     return array
 
 
-def open_output(out: Path, shape: tuple[int, ...], dtype: np.dtype,
-                fingerprint: dict[str, str], restart: bool) -> tuple[np.ndarray, int]:  # fmt: skip
+def open_output(
+    out: Path, shape: tuple[int, ...], dtype: np.dtype, fingerprint: dict[str, str], restart: bool
+) -> tuple[np.ndarray, int]:
     """The memory-mapped partial array and the first row still to compute."""
     partial, progress = side_files(out)
     state = read_progress(progress) if partial.exists() else None
@@ -353,35 +367,66 @@ def open_output(out: Path, shape: tuple[int, ...], dtype: np.dtype,
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Without --weights, torchvision's default ImageNet weights are downloaded (needs "
-               "torchvision and internet access); offline, download a file by hand:\n"
-               + "\n".join(f"  {url}  {name}" for name, url in WEIGHT_URLS.items()),
-    )  # fmt: skip
+        "torchvision and internet access); offline, download a file by hand:\n"
+        + "\n".join(f"  {url}  {name}" for name, url in WEIGHT_URLS.items()),
+    )
     parser.add_argument("--images", type=Path, required=True, help="directory of the images")
-    parser.add_argument("--split-file", type=Path, required=True,
-                        help="image file names one per line (Multi30K image_splits/*.txt)")
+    parser.add_argument(
+        "--split-file",
+        type=Path,
+        required=True,
+        help="image file names one per line (Multi30K image_splits/*.txt)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output .npy file")
-    parser.add_argument("--layer", choices=sorted(LAYER_SHAPES), default="pool5",
-                        help="pool5: (N, 2048); res4f: (N, 196, 1024) (default pool5)")
-    parser.add_argument("--weights", type=Path,
-                        help="torchvision ResNet-50 state_dict file (e.g. resnet50-11ad3fa6.pth)")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="FOR TESTS AND DEBUGGING ONLY: seeded random weights, meaningless "
-                             "features")
+    parser.add_argument(
+        "--layer",
+        choices=sorted(LAYER_SHAPES),
+        default="pool5",
+        help="pool5: (N, 2048); res4f: (N, 196, 1024) (default pool5)",
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        help="torchvision ResNet-50 state_dict file (e.g. resnet50-11ad3fa6.pth)",
+    )
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="FOR TESTS AND DEBUGGING ONLY: seeded random weights, meaningless features",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cpu or cuda[:N] (default: cuda when available)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="DataLoader worker processes decoding images (default 0: in the "
-                             "main process; 4-8 keep a GPU busy)")
-    parser.add_argument("--dtype", choices=["float16", "float32"], default="float16",
-                        help="output dtype (default float16)")
-    parser.add_argument("--restart", action="store_true",
-                        help="discard an unfinished OUT.partial instead of resuming it")
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu or cuda[:N] (default: cuda when available)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="DataLoader worker processes decoding images (default 0: in the "
+        "main process; 4-8 keep a GPU busy)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float16", "float32"],
+        default="float16",
+        help="output dtype (default float16)",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard an unfinished OUT.partial instead of resuming it",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    parser.add_argument("--max-rows", type=int,
-                        help="debugging: stop after this many rows, leaving a resumable partial")
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        help="debugging: stop after this many rows, leaving a resumable partial",
+    )
     args = parser.parse_args(argv)
     if args.weights is not None and args.random_weights:
         parser.error("--weights and --random-weights exclude each other")
@@ -406,17 +451,28 @@ def extract(args: argparse.Namespace) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ExtractionError(f"--device {args.device}: CUDA is not available here")
     if args.random_weights:
-        print("WARNING: --random-weights: features of a randomly initialised ResNet-50, for "
-              "tests and debugging only", file=sys.stderr)  # fmt: skip
+        print(
+            "WARNING: --random-weights: features of a randomly initialised ResNet-50, for "
+            "tests and debugging only",
+            file=sys.stderr,
+        )
     model = load_model(args.weights, args.random_weights)
-    fingerprint = {"split_sha256": split_sha256, "layer": args.layer,
-                   "weights_sha256": weights_digest(model), "dtype": args.dtype}  # fmt: skip
+    fingerprint = {
+        "split_sha256": split_sha256,
+        "layer": args.layer,
+        "weights_sha256": weights_digest(model),
+        "dtype": args.dtype,
+    }
     dtype = np.dtype(args.dtype)
     shape = (len(paths), *LAYER_SHAPES[args.layer])
     array, start = open_output(args.out, shape, dtype, fingerprint, args.restart)
     stop = len(paths) if args.max_rows is None else min(len(paths), start + args.max_rows)
-    loader = DataLoader(ImageDataset(paths[start:stop]), batch_size=args.batch_size,
-                        num_workers=args.workers, pin_memory=device.type == "cuda")  # fmt: skip
+    loader = DataLoader(
+        ImageDataset(paths[start:stop]),
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+    )
     partial, progress = side_files(args.out)
     model.to(device)
     row = start
@@ -429,9 +485,11 @@ def extract(args: argparse.Namespace) -> None:
             features = forward_features(model, images.to(device, non_blocking=True), args.layer)
             batch = features.float().cpu().numpy().astype(dtype)
             if not np.isfinite(batch).all():
-                raise ExtractionError(f"non-finite {args.dtype} features for the images of rows "
-                                      f"{row}-{row + len(batch) - 1} (from {paths[row]}); "
-                                      "try --dtype float32")  # fmt: skip
+                raise ExtractionError(
+                    f"non-finite {args.dtype} features for the images of rows "
+                    f"{row}-{row + len(batch) - 1} (from {paths[row]}); "
+                    "try --dtype float32"
+                )
             array[row : row + len(batch)] = batch
             array.flush()
             row += len(batch)
@@ -439,8 +497,10 @@ def extract(args: argparse.Namespace) -> None:
             bar.update(len(batch))
     del array
     if row < len(paths):
-        print(f"stopped after row {row} of {len(paths)} (--max-rows); run again to continue",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"stopped after row {row} of {len(paths)} (--max-rows); run again to continue",
+            file=sys.stderr,
+        )
         return
     os.replace(partial, args.out)
     progress.unlink()

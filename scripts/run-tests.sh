@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The test command: set up the environment if needed, lint, run the test suite (CPU).
+# The test command: set up the environment if needed, lint, check the formatting, run the test
+# suite (CPU) and print its slowest tests.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/activate.sh
 source "$root/scripts/activate.sh"
 cd "$root"
 "$venv/bin/ruff" check .
-"$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
+"$venv/bin/ruff" format --check .
+"$venv/bin/python" -m pytest -q -p no:cacheprovider --durations=15 "$@"

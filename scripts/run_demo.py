@@ -54,11 +54,26 @@ def prepare(out: Path, seed: int, threads: int) -> Path:
         generate_demo_corpus(corpus, seed=seed)
         raw = corpus / "raw"
         run(
-            [str(BIN / "fairseq-preprocess"), "--source-lang", "en", "--target-lang", "de",
-             "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"),
-             "--testpref", str(raw / "test"), "--destdir", str(corpus / "bin"), "--workers", "1"],
-            out / "preprocess.log", threads,
-        )  # fmt: skip
+            [
+                str(BIN / "fairseq-preprocess"),
+                "--source-lang",
+                "en",
+                "--target-lang",
+                "de",
+                "--trainpref",
+                str(raw / "train"),
+                "--validpref",
+                str(raw / "valid"),
+                "--testpref",
+                str(raw / "test"),
+                "--destdir",
+                str(corpus / "bin"),
+                "--workers",
+                "1",
+            ],
+            out / "preprocess.log",
+            threads,
+        )
     return corpus
 
 
@@ -66,26 +81,72 @@ def train_and_decode(corpus: Path, out: Path, system: str, args: argparse.Namesp
     """Train one system, decode the test split, return its scores and wall time."""
     save_dir = out / system
     save_dir.mkdir(parents=True, exist_ok=True)
-    task = ["--user-dir", USER_DIR, "--task", "multimodal_translation",
-            "--visual-features", str(corpus / "features")]  # fmt: skip
+    task = [
+        "--user-dir",
+        USER_DIR,
+        "--task",
+        "multimodal_translation",
+        "--visual-features",
+        str(corpus / "features"),
+    ]
     start = time.time()
     run(
-        [str(BIN / "fairseq-train"), str(corpus / "bin"), *task, "--arch", "cgru_mmt_small",
-         "--optimizer", "adam", "--lr", str(args.lr), "--clip-norm", "1", "--batch-size", "32",
-         "--max-epoch", str(args.epochs), "--best-checkpoint-metric", "nll_loss",
-         "--no-epoch-checkpoints", "--save-dir", str(save_dir), "--seed", str(args.seed),
-         "--cpu", "--no-progress-bar", "--log-format", "simple", "--log-interval", "50",
-         "--criterion", "label_smoothed_cross_entropy", *SYSTEMS[system]],
-        save_dir / "train.log", args.threads,
-    )  # fmt: skip
+        [
+            str(BIN / "fairseq-train"),
+            str(corpus / "bin"),
+            *task,
+            "--arch",
+            "cgru_mmt_small",
+            "--optimizer",
+            "adam",
+            "--lr",
+            str(args.lr),
+            "--clip-norm",
+            "1",
+            "--batch-size",
+            "32",
+            "--max-epoch",
+            str(args.epochs),
+            "--best-checkpoint-metric",
+            "nll_loss",
+            "--no-epoch-checkpoints",
+            "--save-dir",
+            str(save_dir),
+            "--seed",
+            str(args.seed),
+            "--cpu",
+            "--no-progress-bar",
+            "--log-format",
+            "simple",
+            "--log-interval",
+            "50",
+            "--criterion",
+            "label_smoothed_cross_entropy",
+            *SYSTEMS[system],
+        ],
+        save_dir / "train.log",
+        args.threads,
+    )
     train_seconds = time.time() - start
     generated = save_dir / "generate-test.txt"
     run(
-        [str(BIN / "fairseq-generate"), str(corpus / "bin"), *task, "--gen-subset", "test",
-         "--path", str(save_dir / "checkpoint_best.pt"), "--beam", "5", "--batch-size", "64",
-         "--cpu"],
-        generated, args.threads,
-    )  # fmt: skip
+        [
+            str(BIN / "fairseq-generate"),
+            str(corpus / "bin"),
+            *task,
+            "--gen-subset",
+            "test",
+            "--path",
+            str(save_dir / "checkpoint_best.pt"),
+            "--beam",
+            "5",
+            "--batch-size",
+            "64",
+            "--cpu",
+        ],
+        generated,
+        args.threads,
+    )
     hypotheses, _ = parse_fairseq_generate(generated)
     references = read_lines(corpus / "raw" / "test.de")
     scores = score(hypotheses, references, "de", meteor_jar=os.environ.get("METEOR_JAR"))

@@ -52,13 +52,13 @@ def make_task() -> SimpleNamespace:
     dictionary = Dictionary()
     for i in range(NUM_WORDS):
         dictionary.add_symbol(f"w{i}")
-    return SimpleNamespace(
-        target_dictionary=dictionary, visual_feature_dim=FEATURES, decoder_hidden_size=HIDDEN
-    )
+    return SimpleNamespace(target_dictionary=dictionary, visual_feature_dim=FEATURES)
 
 
 class FakeModel(nn.Module):
     """Embedding + GRU decoder whose initial state is the image; hT = state at the last token."""
+
+    final_hidden_size = HIDDEN
 
     def __init__(self, vocab_size: int, pad: int, shift: float = 0.0) -> None:
         super().__init__()
@@ -114,10 +114,14 @@ def make_sample(task, lengths, spatial: bool = False, dtype=torch.float32) -> di
     }
 
 
+# what the criterion reads of the model it trains (a FakeModel says the same)
+MODEL_SIZES = SimpleNamespace(final_hidden_size=HIDDEN)
+
+
 def make_criterion(mode: str, task=None, **overrides) -> AdversarialReconstructionCriterion:
     overrides.setdefault("sentence_avg", False)
     cfg = AdversarialReconstructionCriterionConfig(reconstruction=mode, **overrides)
-    return AdversarialReconstructionCriterion(cfg, task or make_task())
+    return AdversarialReconstructionCriterion(cfg, task or make_task(), model=MODEL_SIZES)
 
 
 def critic_params(criterion) -> list[torch.Tensor]:
@@ -162,12 +166,36 @@ def test_flag_parsing_and_mode_defaults():
     assert custom.critic.optimizer.param_groups[0]["betas"] == (0.1, 0.2)
 
 
-@pytest.mark.parametrize("missing", ["visual_feature_dim", "decoder_hidden_size"])
-def test_missing_task_attribute_is_a_clear_error(missing):
+def test_g_and_d_are_sized_by_the_model_the_task_built_last():
     task = make_task()
-    delattr(task, missing)
-    with pytest.raises(ValueError, match=missing):
-        make_criterion("q-waae", task=task)
+    task.trained_model = SimpleNamespace(final_hidden_size=HIDDEN + 3)  # what build_model sets
+    cfg = AdversarialReconstructionCriterionConfig(reconstruction="q-waae")
+    criterion = AdversarialReconstructionCriterion(cfg, task)
+    assert criterion.generator.proj.weight.shape == (FEATURES, HIDDEN + 3)
+    assert [p.shape for p in critic_params(criterion)] == [(1, HIDDEN + 3), (1,)]
+
+
+def test_a_model_or_task_the_criterion_cannot_size_from_is_a_clear_error():
+    cfg = AdversarialReconstructionCriterionConfig(reconstruction="q-waae")
+    with pytest.raises(ValueError, match="build the model first"):
+        AdversarialReconstructionCriterion(cfg, make_task())
+    with pytest.raises(ValueError, match="final_hidden_size"):
+        AdversarialReconstructionCriterion(cfg, make_task(), model=nn.Linear(2, 2))
+    task = make_task()
+    del task.visual_feature_dim
+    with pytest.raises(ValueError, match="--task multimodal_translation"):
+        AdversarialReconstructionCriterion(cfg, task, model=MODEL_SIZES)
+
+
+@pytest.mark.parametrize("mode", ADVERSARIAL_MODES)
+def test_halving_the_criterion_leaves_the_critic_in_float32(mode):
+    task = make_task()
+    criterion = make_criterion(mode, task=task, critic_iters=1)
+    criterion(make_model(task), make_sample(task, [3, 4]))  # Adam has moments now
+    criterion.half()  # as fairseq's --fp16 does: D is no submodule, so it stays as it is
+    assert criterion.generator.proj.weight.dtype == torch.float16
+    assert all(p.dtype == torch.float32 for p in critic_params(criterion))
+    assert all(s["exp_avg"].dtype == torch.float32 for s in adam_state(criterion))
 
 
 # --- parameter ownership and checkpoints --------------------------------------------------------
@@ -578,14 +606,12 @@ def test_half_and_double_keep_the_critic_in_float32():
         assert state["exp_avg"].dtype == state["exp_avg_sq"].dtype == torch.float32
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_moves_critic_and_adam_state():
     task = make_task()
     criterion = make_criterion("q-waae", task=task, critic_iters=1)
     criterion(make_model(task), make_sample(task, [3, 4]))
     criterion.cuda().half()
-    assert all(p.is_cuda and p.dtype == torch.float32 for p in critic_params(criterion))
-    assert all(s["exp_avg"].is_cuda for s in adam_state(criterion))
     sample = make_sample(task, [3, 4], dtype=torch.float16)
     sample = {
         k: ({n: t.cuda() for n, t in v.items()} if isinstance(v, dict) else v)
@@ -594,6 +620,9 @@ def test_cuda_moves_critic_and_adam_state():
     sample["target"] = sample["target"].cuda()
     loss, _, _ = criterion(make_model(task).cuda().half(), sample)
     assert torch.isfinite(loss)
+    # D moved to hT's device when it was first used there, and stayed float32
+    assert all(p.is_cuda and p.dtype == torch.float32 for p in critic_params(criterion))
+    assert all(s["exp_avg"].is_cuda for s in adam_state(criterion))
 
 
 # --- data parallel ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import PACKAGE_DIR, cli_env, fairseq_cli
+from helpers import PACKAGE_DIR, cli_env, fairseq_cli
 
 from fairseq_mmt_adv.demo_corpus import generate_demo_corpus
 
@@ -32,23 +32,63 @@ def demo(tmp_path_factory) -> Path:
     generate_demo_corpus(root, sizes={"train": 1200, "valid": 101, "test": 61}, feature_dim=64)
     raw = root / "raw"
     run(
-        fairseq_cli("preprocess"), "--source-lang", "en", "--target-lang", "de",
-        "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"),
-        "--testpref", str(raw / "test"), "--destdir", str(root / "bin"), "--workers", "1",
-    )  # fmt: skip
+        fairseq_cli("preprocess"),
+        "--source-lang",
+        "en",
+        "--target-lang",
+        "de",
+        "--trainpref",
+        str(raw / "train"),
+        "--validpref",
+        str(raw / "valid"),
+        "--testpref",
+        str(raw / "test"),
+        "--destdir",
+        str(root / "bin"),
+        "--workers",
+        "1",
+    )
     return root
 
 
 def train(corpus: Path, save_dir: Path, mode: str, *extra: str) -> str:
     return run(
-        fairseq_cli("train"), str(corpus / "bin"), "--user-dir", PACKAGE_DIR,
-        "--task", "multimodal_translation", "--visual-features", str(corpus / "features"),
-        "--arch", "cgru_mmt_small", "--criterion", "adversarial_reconstruction",
-        "--reconstruction", mode,
-        "--optimizer", "adam", "--lr", "0.003", "--clip-norm", "1", "--batch-size", "32",
-        "--save-dir", str(save_dir), "--cpu", "--no-progress-bar", "--log-format", "simple",
-        "--log-interval", "10", "--seed", "7", "--best-checkpoint-metric", "nll_loss", *extra,
-    )  # fmt: skip
+        fairseq_cli("train"),
+        str(corpus / "bin"),
+        "--user-dir",
+        PACKAGE_DIR,
+        "--task",
+        "multimodal_translation",
+        "--visual-features",
+        str(corpus / "features"),
+        "--arch",
+        "cgru_mmt_small",
+        "--criterion",
+        "adversarial_reconstruction",
+        "--reconstruction",
+        mode,
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.003",
+        "--clip-norm",
+        "1",
+        "--batch-size",
+        "32",
+        "--save-dir",
+        str(save_dir),
+        "--cpu",
+        "--no-progress-bar",
+        "--log-format",
+        "simple",
+        "--log-interval",
+        "10",
+        "--seed",
+        "7",
+        "--best-checkpoint-metric",
+        "nll_loss",
+        *extra,
+    )
 
 
 def logged(output: str, kind: str, key: str) -> list[float]:
@@ -85,10 +125,22 @@ def test_mode_trains_reconstructs_and_decodes(demo, tmp_path, mode):
     assert logged(output, "valid", "recon_mse")[-1] < margin * mean_predictor_mse(demo)
 
     generated = run(
-        fairseq_cli("generate"), str(demo / "bin"), "--user-dir", PACKAGE_DIR,
-        "--task", "multimodal_translation", "--path", str(tmp_path / "checkpoint_best.pt"),
-        "--gen-subset", "test", "--beam", "5", "--batch-size", "16", "--cpu",
-    )  # fmt: skip
+        fairseq_cli("generate"),
+        str(demo / "bin"),
+        "--user-dir",
+        PACKAGE_DIR,
+        "--task",
+        "multimodal_translation",
+        "--path",
+        str(tmp_path / "checkpoint_best.pt"),
+        "--gen-subset",
+        "test",
+        "--beam",
+        "5",
+        "--batch-size",
+        "16",
+        "--cpu",
+    )
     assert len(re.findall(r"^H-\d+\t", generated, flags=re.M)) == 61
 
 
@@ -131,21 +183,57 @@ def train_two_ranks(demo: Path, probe_dir: Path, *extra: str) -> list[str]:
     port = 20000 + (hash(str(probe_dir) + str(extra)) % 20000)
     env = {**cli_env(), "DP_PROBE_DIR": str(probe_dir)}
     common = [
-        str(PROBE_DIR), "--criterion", "probed_adversarial_reconstruction",
-        "--cpu", "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp",
-        "--distributed-world-size", "2", "--distributed-no-spawn",
-        "--distributed-init-method", f"tcp://127.0.0.1:{port}",
-    ]  # fmt: skip
+        str(PROBE_DIR),
+        "--criterion",
+        "probed_adversarial_reconstruction",
+        "--cpu",
+        "--distributed-backend",
+        "gloo",
+        "--ddp-backend",
+        "legacy_ddp",
+        "--distributed-world-size",
+        "2",
+        "--distributed-no-spawn",
+        "--distributed-init-method",
+        f"tcp://127.0.0.1:{port}",
+    ]
     ranks = [
         subprocess.Popen(
-            [fairseq_cli("train"), str(demo / "bin"), "--user-dir", *common,
-             "--distributed-rank", str(rank), "--task", "multimodal_translation",
-             "--visual-features", str(demo / "features"), "--arch", "cgru_mmt_small",
-             "--reconstruction", "g-wgan", "--critic-iters", "2", "--optimizer", "adam",
-             "--lr", "0.003", "--batch-size", "16", "--disable-validation", "--seed", "3",
-             "--save-dir", str(probe_dir / "ckpt"), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        )  # fmt: skip
+            [
+                fairseq_cli("train"),
+                str(demo / "bin"),
+                "--user-dir",
+                *common,
+                "--distributed-rank",
+                str(rank),
+                "--task",
+                "multimodal_translation",
+                "--visual-features",
+                str(demo / "features"),
+                "--arch",
+                "cgru_mmt_small",
+                "--reconstruction",
+                "g-wgan",
+                "--critic-iters",
+                "2",
+                "--optimizer",
+                "adam",
+                "--lr",
+                "0.003",
+                "--batch-size",
+                "16",
+                "--disable-validation",
+                "--seed",
+                "3",
+                "--save-dir",
+                str(probe_dir / "ckpt"),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         for rank in (0, 1)
     ]
     outputs = [rank.communicate(timeout=300)[0] for rank in ranks]
@@ -174,14 +262,42 @@ def test_with_update_freq_the_critic_steps_on_every_micro_batch(demo, tmp_path):
     """Documented behaviour: --update-freq k gives k x critic_iters critic steps per update."""
     env = {**cli_env(), "DP_PROBE_DIR": str(tmp_path)}
     done = subprocess.run(
-        [fairseq_cli("train"), str(demo / "bin"), "--user-dir", str(PROBE_DIR),
-         "--criterion", "probed_adversarial_reconstruction", "--reconstruction", "q-waae",
-         "--task", "multimodal_translation", "--visual-features", str(demo / "features"),
-         "--arch", "cgru_mmt_small", "--optimizer", "adam", "--lr", "0.003", "--cpu",
-         "--batch-size", "16", "--update-freq", "2", "--max-update", "3", "--no-save",
-         "--seed", "3", "--save-dir", str(tmp_path / "ckpt")],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        [
+            fairseq_cli("train"),
+            str(demo / "bin"),
+            "--user-dir",
+            str(PROBE_DIR),
+            "--criterion",
+            "probed_adversarial_reconstruction",
+            "--reconstruction",
+            "q-waae",
+            "--task",
+            "multimodal_translation",
+            "--visual-features",
+            str(demo / "features"),
+            "--arch",
+            "cgru_mmt_small",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.003",
+            "--cpu",
+            "--batch-size",
+            "16",
+            "--update-freq",
+            "2",
+            "--max-update",
+            "3",
+            "--no-save",
+            "--seed",
+            "3",
+            "--save-dir",
+            str(tmp_path / "ckpt"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "rank0.jsonl").read_text().splitlines()]
     assert len(records) == 6  # 3 updates x 2 micro-batches

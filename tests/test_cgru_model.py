@@ -12,8 +12,8 @@ import fairseq_mmt_adv  # noqa: F401  (registers the architectures)
 from fairseq_mmt_adv.models.cgru_mmt import (
     ConditionalAttention,
     ConditionalGRUMultimodalModel,
-    gru_step,
 )
+from fairseq_mmt_adv.models.cgru_steps import gru_step
 
 VISUAL_DIM = 12
 
@@ -213,7 +213,7 @@ def test_missing_visual_features_is_a_clear_error():
         model(src, lengths, prev, None)
 
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+CUDA = pytest.mark.cuda  # skipped without a CUDA device (conftest.py)
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])

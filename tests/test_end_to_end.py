@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PACKAGE_DIR, SPLIT_SIZES, cli_env, fairseq_cli
+from helpers import PACKAGE_DIR, SPLIT_SIZES, cli_env, fairseq_cli
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -26,13 +26,36 @@ def trained(tiny_corpus, tmp_path_factory):
     BLEU validation through fairseq's own generator."""
     save_dir = tmp_path_factory.mktemp("checkpoints")
     log = run(
-        fairseq_cli("train"), str(tiny_corpus / "bin"), "--user-dir", PACKAGE_DIR,
-        "--task", "multimodal_translation", "--visual-features", str(tiny_corpus / "features"),
-        "--arch", "cgru_mmt_small", "--optimizer", "adam", "--lr", "0.003",
-        "--batch-size", "16", "--max-epoch", "3",
-        "--save-dir", str(save_dir), "--cpu", "--no-progress-bar", "--seed", "2",
-        "--eval-bleu", "--eval-bleu-args", '{"beam": 2}', "--required-batch-size-multiple", "8",
-    )  # fmt: skip
+        fairseq_cli("train"),
+        str(tiny_corpus / "bin"),
+        "--user-dir",
+        PACKAGE_DIR,
+        "--task",
+        "multimodal_translation",
+        "--visual-features",
+        str(tiny_corpus / "features"),
+        "--arch",
+        "cgru_mmt_small",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.003",
+        "--batch-size",
+        "16",
+        "--max-epoch",
+        "3",
+        "--save-dir",
+        str(save_dir),
+        "--cpu",
+        "--no-progress-bar",
+        "--seed",
+        "2",
+        "--eval-bleu",
+        "--eval-bleu-args",
+        '{"beam": 2}',
+        "--required-batch-size-multiple",
+        "8",
+    )
     (save_dir / "train.log").write_text(log)
     return save_dir
 
@@ -47,10 +70,19 @@ def test_validation_bleu_runs_beam_search_on_every_valid_sentence(trained):
 
 def generate(corpus: Path, *extra: str) -> str:
     return run(
-        fairseq_cli("generate"), str(corpus / "bin"), "--user-dir", PACKAGE_DIR,
-        "--task", "multimodal_translation", "--gen-subset", "test", "--batch-size", "16",
-        "--cpu", *extra,
-    )  # fmt: skip
+        fairseq_cli("generate"),
+        str(corpus / "bin"),
+        "--user-dir",
+        PACKAGE_DIR,
+        "--task",
+        "multimodal_translation",
+        "--gen-subset",
+        "test",
+        "--batch-size",
+        "16",
+        "--cpu",
+        *extra,
+    )
 
 
 def hypotheses(output: str) -> list[int]:
@@ -60,9 +92,13 @@ def hypotheses(output: str) -> list[int]:
 def test_beam_search_decodes_every_sentence_and_reports_bleu(tiny_corpus, trained):
     output = generate(
         tiny_corpus,
-        "--path", str(trained / "checkpoint_last.pt"), "--beam", "5",
-        "--visual-features", str(tiny_corpus / "features"),
-    )  # fmt: skip
+        "--path",
+        str(trained / "checkpoint_last.pt"),
+        "--beam",
+        "5",
+        "--visual-features",
+        str(tiny_corpus / "features"),
+    )
     # 61 sentences at --batch-size 16: stock fairseq 0.12 would decode 56
     assert hypotheses(output) == list(range(SPLIT_SIZES["test"]))
     assert re.search(r"BLEU4 = \d+\.\d+", output)
@@ -77,8 +113,14 @@ def test_ensemble_of_two_checkpoints_decodes(tiny_corpus, trained):
 def test_averaged_checkpoint_is_the_mean_model_and_decodes(tiny_corpus, trained, tmp_path):
     inputs = [trained / f"checkpoint{epoch}.pt" for epoch in (1, 2, 3)]
     output = tmp_path / "checkpoint_avg.pt"
-    run(sys.executable, str(SCRIPTS / "average_checkpoints.py"),
-        "--inputs", *map(str, inputs), "--output", str(output))  # fmt: skip
+    run(
+        sys.executable,
+        str(SCRIPTS / "average_checkpoints.py"),
+        "--inputs",
+        *map(str, inputs),
+        "--output",
+        str(output),
+    )
     models = [torch.load(path, map_location="cpu", weights_only=False)["model"] for path in inputs]
     averaged = torch.load(output, map_location="cpu")  # the plugin's safe globals suffice
     assert "last_optimizer_state" not in averaged
@@ -97,10 +139,19 @@ def test_averaging_refuses_checkpoints_of_other_shapes(trained, tmp_path):
     other = tmp_path / "other.pt"
     torch.save(state, other)
     done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "average_checkpoints.py"), "--inputs", str(other),
-         str(trained / "checkpoint2.pt"), "--output", str(tmp_path / "avg.pt")],
-        capture_output=True, text=True, env=cli_env(),
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(SCRIPTS / "average_checkpoints.py"),
+            "--inputs",
+            str(other),
+            str(trained / "checkpoint2.pt"),
+            "--output",
+            str(tmp_path / "avg.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+    )
     assert done.returncode != 0
     assert f"{name} is " in done.stderr and str(other) in done.stderr
     assert not (tmp_path / "avg.pt").exists()
@@ -122,11 +173,25 @@ def test_features_can_move_and_the_flag_overrides_the_stored_directory(
     assert hypotheses(overridden) == hypotheses(stored)
 
     missing = subprocess.run(
-        [fairseq_cli("generate"), str(tiny_corpus / "bin"), "--user-dir", PACKAGE_DIR,
-         "--task", "multimodal_translation", "--gen-subset", "test", "--cpu",
-         "--path", str(checkpoint), "--visual-features", str(tmp_path / "nowhere")],
-        capture_output=True, text=True, env=cli_env(),
-    )  # fmt: skip
+        [
+            fairseq_cli("generate"),
+            str(tiny_corpus / "bin"),
+            "--user-dir",
+            PACKAGE_DIR,
+            "--task",
+            "multimodal_translation",
+            "--gen-subset",
+            "test",
+            "--cpu",
+            "--path",
+            str(checkpoint),
+            "--visual-features",
+            str(tmp_path / "nowhere"),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+    )
     assert missing.returncode != 0
     assert f"{tmp_path / 'nowhere'}/test.npy does not exist" in missing.stderr
 
@@ -135,9 +200,15 @@ def test_visual_model_beats_text_only_on_the_demo_corpus(tmp_path):
     """The demo corpus needs the image for its ambiguous nouns: ctx-mul must use it."""
     out = tmp_path / "demo"
     run(
-        sys.executable, str(SCRIPTS / "run_demo.py"), "--out", str(out),
-        "--systems", "text-only,ctx-mul", "--epochs", "8",
-    )  # fmt: skip
+        sys.executable,
+        str(SCRIPTS / "run_demo.py"),
+        "--out",
+        str(out),
+        "--systems",
+        "text-only,ctx-mul",
+        "--epochs",
+        "8",
+    )
     results = {r["system"]: r for r in json.loads((out / "results.json").read_text())}
     visual, text = results["ctx-mul"], results["text-only"]
     assert visual["bleu"] > text["bleu"] + 3, results

@@ -63,8 +63,22 @@ def extract(images: Path, split: Path, out: Path, *extra: str) -> None:
     """The command line in-process, with --random-weights on the CPU in batches of two."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ef, "load_model", shared_load_model)
-        ef.main(["--images", str(images), "--split-file", str(split), "--out", str(out),
-                 "--random-weights", "--device", "cpu", "--batch-size", "2", *extra])  # fmt: skip
+        ef.main(
+            [
+                "--images",
+                str(images),
+                "--split-file",
+                str(split),
+                "--out",
+                str(out),
+                "--random-weights",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "2",
+                *extra,
+            ]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -124,16 +138,24 @@ def test_rows_follow_split_order(images, reference, tmp_path):
 
 def test_res4f_shape_and_dtype(images, tmp_path):
     out = tmp_path / "res4f.npy"
-    extract(images, write_split(tmp_path / "s.txt", ["c.png", "a.jpg"]), out,
-            "--layer", "res4f", "--dtype", "float32")  # fmt: skip
+    extract(
+        images,
+        write_split(tmp_path / "s.txt", ["c.png", "a.jpg"]),
+        out,
+        "--layer",
+        "res4f",
+        "--dtype",
+        "float32",
+    )
     features = open_feature_file(str(out))  # as the plugin's task reads it
     assert features.shape == (2, 196, 1024) and features.dtype == np.float32
     check_finite(features, str(out))
     assert not np.allclose(features[0], features[1])
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(images, reference, tmp_path,
-                                                            monkeypatch, capsys):  # fmt: skip
+def test_resume_after_interruption_equals_uninterrupted_run(
+    images, reference, tmp_path, monkeypatch, capsys
+):
     split = write_split(tmp_path / "train.txt", SPLIT)
     out = tmp_path / "train.npy"
     partial, progress = tmp_path / "train.npy.partial", tmp_path / "train.npy.progress"
@@ -172,10 +194,21 @@ def test_fingerprint_mismatch_is_refused(images, tmp_path):
 def test_missing_images_are_named_by_the_cli(images, tmp_path):
     split = write_split(tmp_path / "test.txt", ["a.jpg", "gone.jpg", "COCO_val2014_0001.jpg#3"])
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--images", str(images), "--split-file", str(split),
-         "--out", str(tmp_path / "test.npy"), "--random-weights"],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--images",
+            str(images),
+            "--split-file",
+            str(split),
+            "--out",
+            str(tmp_path / "test.npy"),
+            "--random-weights",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 1
     assert f"2 of the 3 images listed in {split} are missing" in result.stderr
     assert "gone.jpg" in result.stderr and "COCO_val2014_0001.jpg" in result.stderr

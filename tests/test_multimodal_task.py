@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import FEATURE_DIM, SPLIT_SIZES, setup_task
+from helpers import FEATURE_DIM, SPLIT_SIZES, setup_task
 
 from fairseq_mmt_adv.data import VisualFeatureError
 

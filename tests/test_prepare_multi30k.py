@@ -305,9 +305,22 @@ def test_device_check_rehearses_on_the_cpu(prepared: dict, tmp_path: Path) -> No
     """The GPU checks' script, on the CPU and tiny data: tests, one epoch, beam-12 decoding."""
     out, work = tmp_path / "check", tmp_path / "work"
     proc = run_device_check(
-        "--device", "cpu", "--data", prepared["out"], "--out", out, "--work", work,
-        "--phases", "tests,train,decode", "--", "--max-epoch", "1", "--num-workers", "0",
-    )  # fmt: skip
+        "--device",
+        "cpu",
+        "--data",
+        prepared["out"],
+        "--out",
+        out,
+        "--work",
+        work,
+        "--phases",
+        "tests,train,decode",
+        "--",
+        "--max-epoch",
+        "1",
+        "--num-workers",
+        "0",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = (out / "summary.txt").read_text()
     assert "tests: passed" in summary and "skipped" in summary  # no CUDA here
@@ -316,7 +329,10 @@ def test_device_check_rehearses_on_the_cpu(prepared: dict, tmp_path: Path) -> No
     assert "BLEU4" in summary and (work / "baseline-nov" / "checkpoint_best.pt").is_file()
     # the logs stay few and small (a device call brings back at most 8 files)
     assert sorted(p.name for p in out.iterdir()) == [
-        "decode-test.log", "summary.txt", "tests.log", "train.log"
+        "decode-test.log",
+        "summary.txt",
+        "tests.log",
+        "train.log",
     ]
     features = np.load(work / "features" / "train.npy", mmap_mode="r")
     assert features.shape == (SIZES["train"], 2048) and features.dtype == np.float16
@@ -335,9 +351,15 @@ def test_device_check_rejects_bad_input(prepared: dict, tmp_path: Path) -> None:
 
 def test_device_check_stops_with_the_failing_logs_tail(prepared: dict, tmp_path: Path) -> None:
     proc = run_device_check(
-        "--device", "cpu", "--data", prepared["out"], "--out", tmp_path / "check",
-        "--phases", "decode",  # no training ran: there is no checkpoint to decode with
-    )  # fmt: skip
+        "--device",
+        "cpu",
+        "--data",
+        prepared["out"],
+        "--out",
+        tmp_path / "check",
+        "--phases",
+        "decode",  # no training ran: there is no checkpoint to decode with
+    )
     assert proc.returncode == 2
     assert "failed, see" in proc.stderr and "decode-test.log" in proc.stderr
     assert "checkpoint_best.pt" in proc.stderr  # fairseq's own error, from the log's tail

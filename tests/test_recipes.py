@@ -52,25 +52,39 @@ def flag(command: str, name: str) -> str:
 # ---------------------------------------------------------------- train.sh
 
 COMMON = [
-    "--task multimodal_translation", "--visual-features /data/en-de", "--arch cgru_mmt",
+    "--task multimodal_translation",
+    "--visual-features /data/en-de",
+    "--arch cgru_mmt",
     "--optimizer adam --lr 4e-4 --clip-norm 1 --batch-size 32",
     "--eval-bleu --eval-bleu-args '{\"beam\": 5}' --eval-bleu-remove-bpe",
     "--best-checkpoint-metric bleu --maximize-best-checkpoint-metric --patience 5",
-    "--seed 3", "--log-format json",
-]  # fmt: skip
+    "--seed 3",
+    "--log-format json",
+]
 CRITIC = "--lambda-gp 10 --critic-lr 2e-4 --critic-betas '(0.5, 0.9)' --critic-iters 5"
 SYSTEMS = {
     "baseline": ("ctx-mul", "--criterion label_smoothed_cross_entropy --label-smoothing 0", False),
     "baseline-nov": ("none", "--criterion label_smoothed_cross_entropy", False),
-    "mse": ("ctx-mul", "--criterion adversarial_reconstruction --reconstruction mse --lambda-r 0.2",
-            False),
+    "mse": (
+        "ctx-mul",
+        "--criterion adversarial_reconstruction --reconstruction mse --lambda-r 0.2",
+        False,
+    ),
     "mse-nov": ("none", "--criterion adversarial_reconstruction --reconstruction mse", False),
-    "g-wgan": ("ctx-mul", "--criterion adversarial_reconstruction --reconstruction g-wgan "
-               "--noise-dim 128 --lambda-r 0 --lambda-a 0.2", True),
-    "q-waae": ("ctx-mul", "--criterion adversarial_reconstruction --reconstruction q-waae "
-               "--lambda-r 0.2 --lambda-a 0.2", True),
+    "g-wgan": (
+        "ctx-mul",
+        "--criterion adversarial_reconstruction --reconstruction g-wgan "
+        "--noise-dim 128 --lambda-r 0 --lambda-a 0.2",
+        True,
+    ),
+    "q-waae": (
+        "ctx-mul",
+        "--criterion adversarial_reconstruction --reconstruction q-waae "
+        "--lambda-r 0.2 --lambda-a 0.2",
+        True,
+    ),
     "q-waae-nov": ("none", "--criterion adversarial_reconstruction --reconstruction q-waae", True),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
@@ -94,8 +108,10 @@ def test_train_options_environment_and_passthrough() -> None:
     assert command.endswith("--max-epoch 7 --fp16")  # after the recipe's flags: they win
     assert flag(command, "--visual-features") == "/d"  # features default to the data directory
     assert "--no-epoch-checkpoints" in command  # only checkpoint_best/last by default
-    for kept in (bash(TRAIN, "--keep-epoch-checkpoints", "--dry-run", env=env),
-                 bash(TRAIN, "--dry-run", env={**env, "KEEP_EPOCH_CHECKPOINTS": "1"})):  # fmt: skip
+    for kept in (
+        bash(TRAIN, "--keep-epoch-checkpoints", "--dry-run", env=env),
+        bash(TRAIN, "--dry-run", env={**env, "KEEP_EPOCH_CHECKPOINTS": "1"}),
+    ):
         assert "--no-epoch-checkpoints" not in train_commands(kept)[0]
     save_dir = bash(TRAIN, "--data", "/d", "--system", "q-waae", "--seed", "2", "--print-save-dir")
     assert save_dir.strip() == "checkpoints/q-waae_lr0.2_la0.2/seed2"
@@ -123,9 +139,16 @@ def test_train_is_immune_to_edits_of_the_script_while_it_runs(tmp_path: Path) ->
     (fake_bin / "fairseq-train").chmod(0o755)
     (tmp_path / "insert.txt").write_text("# an added comment line\n" * 20)
     save_dir = tmp_path / "run"
-    out = bash(recipes / "train.sh", "--data", str(tmp_path), "--features",
-               str(tmp_path / "features"), "--save-dir", str(save_dir),
-               env={"FAIRSEQ_BIN": str(fake_bin)})  # fmt: skip
+    out = bash(
+        recipes / "train.sh",
+        "--data",
+        str(tmp_path),
+        "--features",
+        str(tmp_path / "features"),
+        "--save-dir",
+        str(save_dir),
+        env={"FAIRSEQ_BIN": str(fake_bin)},
+    )
     assert "an added comment" in (recipes / "train.sh").read_text()  # edited mid-run
     assert (tmp_path / "runs.txt").read_text() == "run\n", out
     assert (save_dir / "DONE").is_file()
@@ -134,8 +157,9 @@ def test_train_is_immune_to_edits_of_the_script_while_it_runs(tmp_path: Path) ->
 def test_train_rejects_bad_input_and_has_help() -> None:
     assert "Usage:" in bash(TRAIN, "--help")
     assert "--system must be one of" in bash(TRAIN, "--data", "d", "--system", "x", ok=False)
-    assert "no lambda_r" in bash(TRAIN, "--data", "d", "--system", "baseline", "--lambda-r", "1",
-                                 ok=False)  # fmt: skip
+    assert "no lambda_r" in bash(
+        TRAIN, "--data", "d", "--system", "baseline", "--lambda-r", "1", ok=False
+    )
     assert "--data DIR" in bash(TRAIN, "--dry-run", ok=False)
     assert "fairseq-train flags go after" in bash(TRAIN, "--data", "d", "--max-epoch", ok=False)
 
@@ -180,8 +204,9 @@ def test_experiments_dry_run_decoding_is_a_beam12_ensemble_then_scoring() -> Non
     for command in qwaae:
         assert "--beam 12 --remove-bpe" in command
         paths = flag(command, "--path").split(":")
-        assert paths == [f"/ck/en-de/q-waae_lr0.2_la0.2/seed{s}/checkpoint_best.pt" for s in
-                         range(1, 6)]  # fmt: skip
+        assert paths == [
+            f"/ck/en-de/q-waae_lr0.2_la0.2/seed{s}/checkpoint_best.pt" for s in range(1, 6)
+        ]
     scoring = [line for line in out.splitlines() if "-m fairseq_mmt_adv.scoring" in line]
     assert len(scoring) == len(generate) == 4 * 4 + 9 + 4 + 2 * 4 + 4
     assert "--references data-bin/en-de/text/test2.de" in " ".join(scoring)
@@ -198,8 +223,9 @@ def test_experiments_rejects_unknown_stage() -> None:
 def test_mean_and_sample_std() -> None:
     mean, std, n = multi_seed.mean_std([40.0, 41.0, 42.5, None])
     assert n == 3 and mean == pytest.approx(41.1666667)
-    assert std == pytest.approx(math.sqrt(((40 - mean) ** 2 + (41 - mean) ** 2 + (42.5 - mean) ** 2)
-                                          / 2))  # fmt: skip
+    assert std == pytest.approx(
+        math.sqrt(((40 - mean) ** 2 + (41 - mean) ** 2 + (42.5 - mean) ** 2) / 2)
+    )
     assert multi_seed.mean_std([None, None]) == (None, None, 0)
     assert multi_seed.mean_std([30.0]) == (30.0, None, 1)
 
@@ -225,8 +251,22 @@ def test_aggregate_and_table() -> None:
     lines = table.splitlines()
     assert lines[0] == "q-waae" and "test_2017_mscoco BLEU" in lines[1]
     assert lines[2].split() == ["seed1", "40.00", "59.00", "30.00", "-"]
-    assert lines[5].split() == ["mean", "±", "std", "(3)", "41.00", "±", "1.00", "60.00", "±",
-                                "1.00", "31.17", "±", "1.26", "-"]  # fmt: skip
+    assert lines[5].split() == [
+        "mean",
+        "±",
+        "std",
+        "(3)",
+        "41.00",
+        "±",
+        "1.00",
+        "60.00",
+        "±",
+        "1.00",
+        "31.17",
+        "±",
+        "1.26",
+        "-",
+    ]
     assert lines[6].split() == ["ensemble", "(3)", "43.20", "61.50", "33.00", "-"]
     report = multi_seed.report_json(PER_SEED, ensemble, ["test", "test2"])
     assert report["mean"]["test"]["BLEU"] == pytest.approx(41.0)
@@ -266,8 +306,11 @@ def fake_multi_seed_run(tmp_path: Path) -> tuple[list[str], Path, Path]:
     (data / "dict.en.txt").write_text("a 1\n")
     (data / "dict.de.txt").write_text("a 1\n")
     (data / "splits.tsv").write_text("split\tmulti30k\tsentences\ntest\ttest_2016_flickr\t3\n")
-    refs = ["ein hund läuft durch den park .", "zwei männer spielen fußball auf der straße .",
-            "eine frau sitzt auf einer bank und liest ein buch ."]  # fmt: skip
+    refs = [
+        "ein hund läuft durch den park .",
+        "zwei männer spielen fußball auf der straße .",
+        "eine frau sitzt auf einer bank und liest ein buch .",
+    ]
     (data / "text" / "test.de").write_text("\n".join(refs) + "\n")
     fake = tmp_path / "fake_generate.py"
     fake.write_text(FAKE_GENERATE)
@@ -280,8 +323,18 @@ def fake_multi_seed_run(tmp_path: Path) -> tuple[list[str], Path, Path]:
         (tmp_path / f"seed{s}" / "checkpoint_best.pt").write_bytes(b"")
         seeds.append(str(tmp_path / f"seed{s}"))
     out_dir = tmp_path / "out"
-    argv = ["--data", str(data), "--checkpoints", *seeds, "--fairseq-generate", str(fake_cmd),
-            "--output-dir", str(out_dir), "--json", str(tmp_path / "s.json")]  # fmt: skip
+    argv = [
+        "--data",
+        str(data),
+        "--checkpoints",
+        *seeds,
+        "--fairseq-generate",
+        str(fake_cmd),
+        "--output-dir",
+        str(out_dir),
+        "--json",
+        str(tmp_path / "s.json"),
+    ]
     return argv, out_dir, fake_cmd
 
 

@@ -198,11 +198,22 @@ def generate_command(
 ) -> list[str]:
     """The fairseq-generate command line; several checkpoints make an ensemble."""
     command = [
-        fairseq_generate, str(data), "--user-dir", str(user_dir),
-        "--task", "multimodal_translation", "--path", ":".join(str(c) for c in checkpoints),
-        "--gen-subset", split, "--beam", str(beam), "--remove-bpe",
-        "--batch-size", str(batch_size),
-    ]  # fmt: skip
+        fairseq_generate,
+        str(data),
+        "--user-dir",
+        str(user_dir),
+        "--task",
+        "multimodal_translation",
+        "--path",
+        ":".join(str(c) for c in checkpoints),
+        "--gen-subset",
+        split,
+        "--beam",
+        str(beam),
+        "--remove-bpe",
+        "--batch-size",
+        str(batch_size),
+    ]
     if features is not None:
         command += ["--visual-features", str(features)]
     return command + list(extra)
@@ -328,12 +339,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(f"decoding {split} with {label} (beam {args.beam})", file=sys.stderr)
                         decode(
                             generate_command(
-                                args.data, paths, split, args.beam, args.batch_size,
-                                args.features, args.fairseq_generate,
+                                args.data,
+                                paths,
+                                split,
+                                args.beam,
+                                args.batch_size,
+                                args.features,
+                                args.fairseq_generate,
                                 extra=shlex.split(args.generate_args),
                             ),
                             output,
-                        )  # fmt: skip
+                        )
                     results[label][split], meteor_name = score_output(
                         output, refs, lang, args.meteor_jar
                     )

@@ -37,14 +37,23 @@ _LINE = re.compile(r"\|\s*(?P<tag>[\w.-]+)\s*\|\s*(?P<json>\{.*\})\s*$")
 
 # (title, y label, [(key, style, legend suffix)]) of the four panels; keys of epoch records.
 PANELS: list[tuple[str, str, list[tuple[str, str, str]]]] = [
-    ("Translation NLL", "bits / token",
-     [("train_nll_loss", "-", "train"), ("valid_nll_loss", "--", "valid")]),
-    ("Reconstruction ||v - v'||^2", "per sentence",
-     [("train_recon_mse", "-", "train"), ("valid_recon_mse", "--", "valid")]),
-    ("Critic", "value", [("train_critic_loss", "-", "critic loss"),
-                         ("train_wasserstein", ":", "Wasserstein est.")]),
+    (
+        "Translation NLL",
+        "bits / token",
+        [("train_nll_loss", "-", "train"), ("valid_nll_loss", "--", "valid")],
+    ),
+    (
+        "Reconstruction ||v - v'||^2",
+        "per sentence",
+        [("train_recon_mse", "-", "train"), ("valid_recon_mse", "--", "valid")],
+    ),
+    (
+        "Critic",
+        "value",
+        [("train_critic_loss", "-", "critic loss"), ("train_wasserstein", ":", "Wasserstein est.")],
+    ),
     ("Validation BLEU", "BLEU", [("valid_bleu", "-", "")]),
-]  # fmt: skip
+]
 # The per-update keys drawn under the epoch curves with --updates.
 INNER_KEYS = {
     "train_nll_loss": "nll_loss",

@@ -18,7 +18,7 @@ import ast
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Self
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ from fairseq.distributed import utils as distributed_utils
 from fairseq.logging import metrics
 from torch import Tensor, nn
 
+from fairseq_mmt_adv.models.final_hidden import ReconstructionSource
 from fairseq_mmt_adv.modules import (
     ConditionalFeatureCritic,
     ConditionalVisualFeatureGenerator,
@@ -157,6 +158,12 @@ class CriticTrainer:
     def device(self) -> torch.device:
         return next(self.critic.parameters()).device
 
+    def follow(self, hidden: Tensor) -> None:
+        """Move D and its Adam moments to the device of ``hidden`` (hT) if they are elsewhere,
+        keeping float32: D is no submodule, so ``criterion.to()`` leaves it where it is."""
+        if hidden.device != self.device:
+            self.to_device(hidden.device)
+
     def to_device(self, device: torch.device) -> None:
         """Move D and its Adam moments to ``device``, keeping float32."""
         self.critic.to(device=device)
@@ -250,14 +257,37 @@ class CriticTrainer:
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
 
 
-def _task_dim(task: Any, name: str) -> int:
-    value = getattr(task, name, None)
-    if not isinstance(value, int):
+def hidden_size_of(model: Any) -> int:
+    """The size H of the hT that ``model`` returns (every model of the plugin says it)."""
+    if not isinstance(model, ReconstructionSource):
         raise ValueError(
-            f"adversarial_reconstruction needs task.{name} (an int), got {value!r}; use the "
-            "multimodal_translation task and build the model before the criterion"
+            f"adversarial_reconstruction trains models that return extra['final_hidden'] and "
+            f"say its size (final_hidden_size); {type(model).__name__} does not: use a model of "
+            "the plugin (--arch cgru_mmt..., transformer_mmt...)"
         )
-    return value
+    return int(model.final_hidden_size)
+
+
+def trained_model_of(task: Any) -> Any:
+    """The model the task built last: the one fairseq-train then builds the criterion for."""
+    model = getattr(task, "trained_model", None)
+    if model is None:
+        raise ValueError(
+            "adversarial_reconstruction sizes G and D by the model it trains, and none is "
+            "built yet: build the model first (task.build_model, as fairseq-train does) or "
+            "pass model="
+        )
+    return model
+
+
+def feature_size_of(task: Any) -> int:
+    """The size D of the image features the task's samples carry."""
+    if not isinstance(getattr(task, "visual_feature_dim", None), int):
+        raise ValueError(
+            "adversarial_reconstruction reconstructs image features: use it with --task "
+            "multimodal_translation --visual-features DIR"
+        )
+    return task.visual_feature_dim
 
 
 @register_criterion(
@@ -266,7 +296,12 @@ def _task_dim(task: Any, name: str) -> int:
 class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
     """Label-smoothed NLL plus the visual reconstruction terms of eq. (3) / Algorithms 1-2."""
 
-    def __init__(self, cfg: AdversarialReconstructionCriterionConfig, task: Any) -> None:
+    def __init__(
+        self, cfg: AdversarialReconstructionCriterionConfig, task: Any, model: Any = None
+    ) -> None:
+        """G and D are sized by the model this criterion trains: ``model``, or else the one
+        the task built last (``task.trained_model``: fairseq builds the model, then the
+        criterion)."""
         super().__init__(
             task,
             cfg.sentence_avg,
@@ -275,8 +310,8 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
             report_accuracy=cfg.report_accuracy,
         )
         mode = str(cfg.reconstruction)
-        feature_dim = _task_dim(task, "visual_feature_dim")
-        hidden_dim = _task_dim(task, "decoder_hidden_size")
+        feature_dim = feature_size_of(task)
+        hidden_dim = hidden_size_of(model if model is not None else trained_model_of(task))
         self.reconstruction = mode
         self.feature_dim = feature_dim
         self.lambda_r = DEFAULT_LAMBDA_R[mode] if cfg.lambda_r is None else cfg.lambda_r
@@ -366,6 +401,8 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
         """
         nsentences = hidden.size(0)
         logs: dict[str, Tensor] = {}
+        if self.critic is not None:
+            self.critic.follow(hidden)
         if self.critic is not None and train_critic:
             logs.update(self._train_critic(hidden.detach(), features))
         reconstruction = self.generator(hidden)
@@ -409,13 +446,6 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
             totals += torch.stack(stats)
         critic_loss, wasserstein, penalty = totals * (hidden.size(0) / self.critic_iters)
         return {"critic_loss": critic_loss, "wasserstein": wasserstein, "grad_penalty": penalty}
-
-    def _apply(self, fn: Any, recurse: bool = True) -> Self:
-        """``.to()``, ``.cuda()``, ``.half()``... also move D, which stays in float32."""
-        super()._apply(fn, recurse)
-        if self.critic is not None:
-            self.critic.to_device(fn(torch.empty(0, device=self.critic.device)).device)
-        return self
 
     def get_extra_state(self) -> dict[str, Any]:
         """D's parameters and Adam state; ``state_dict()`` stores them under ``_extra_state``."""

@@ -1,13 +1,10 @@
-from fairseq_mmt_adv.data.multimodal_language_pair_dataset import MultimodalLanguagePairDataset
+"""Image features aligned with sentences (:mod:`.visual_features`, numpy and torch only) and the
+dataset that adds them to fairseq's batches (:mod:`.multimodal_language_pair_dataset`)."""
+
 from fairseq_mmt_adv.data.visual_features import (
     FeatureNormalizer,
     VisualFeatureDataset,
     VisualFeatureError,
 )
 
-__all__ = [
-    "FeatureNormalizer",
-    "MultimodalLanguagePairDataset",
-    "VisualFeatureDataset",
-    "VisualFeatureError",
-]
+__all__ = ["FeatureNormalizer", "VisualFeatureDataset", "VisualFeatureError"]

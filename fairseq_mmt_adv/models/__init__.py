@@ -1,1 +1,1 @@
-from fairseq_mmt_adv.models import cgru_mmt  # noqa: F401
+from fairseq_mmt_adv.models import cgru_mmt, transformer_mmt  # noqa: F401

@@ -4,23 +4,24 @@ Bi-GRU encoder -> annotations S; conditional-GRU decoder (eq. 11):
 h'_t = GRU1(y_{t-1}, h_{t-1}); c_t = ATT(h'_t, v, S) (eq. 12-16); h_t = GRU2(c_t, h'_t);
 output b_t = tanh(W^bot h_t), p_t = softmax(W^proj b_t) (eq. 17-18).
 
-The decoder has two implementations of the same function and parameters
-(``--cgru-implementation``): ``reference`` follows the equations step by step; ``fused`` (the
-default) moves the linear maps that follow the attention out of the time loop. Because the
-attention weights sum to one and the fusion is linear in the context, GRU2's input gates are
-``W_ih (W^c (c'_t * i) + b^c) + b_ih = sum_s a_ts [W_ih (W^c (S_s * i) + b^c) + b_ih]``: the
-bracket is computed once per source position (batched matrix products instead of two small ones
-per step), and h'_t goes through W^h and GRU2's W_hh in one product. In beam search these
-per-sentence tensors are computed once per source sentence, not once per hypothesis.
+The decoder's time loop has two implementations of the same function and parameters
+(``--cgru-implementation``, :mod:`fairseq_mmt_adv.models.cgru_steps`): ``reference`` follows
+the equations step by step; ``fused`` (the default) moves the linear maps that follow the
+attention out of the loop. In beam search the per-sentence tensors are computed once per source
+sentence, not once per hypothesis.
 
 The image feature enters through the encoder (fairseq hands every ``net_input`` key except
 ``prev_output_tokens`` to the encoder) and travels in the encoder output, so beam search,
 ``--eval-bleu`` validation and checkpoint ensembles work with fairseq's own generator.
 """
 
+from argparse import Namespace
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from fairseq import utils
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import (
     FairseqEncoder,
     FairseqEncoderDecoderModel,
@@ -32,10 +33,48 @@ from torch import Tensor, nn
 from torch.nn import Linear
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from fairseq_mmt_adv.models.cgru_steps import CGRU_IMPLEMENTATIONS, build_steps
+from fairseq_mmt_adv.models.final_hidden import last_real_state
 from fairseq_mmt_adv.modules.visual_fusion import VISUAL_FUSIONS, build_visual_fusion
 
 DEFAULT_MAX_POSITIONS = int(1e5)
-CGRU_IMPLEMENTATIONS = ("fused", "reference")
+DECODER_INITS = ("mean-ctx", "zero")
+
+
+@dataclass
+class CGRUMMTConfig(FairseqDataclass):
+    """Options of ``cgru_mmt``; the defaults are the paper's sizes (Appendix A)."""
+
+    encoder_embed_dim: int = field(default=256, metadata={"help": "source embedding size"})
+    encoder_hidden_size: int = field(
+        default=512, metadata={"help": "GRU size per direction (annotations S: twice this)"}
+    )
+    encoder_dropout_in: float = field(
+        default=0.3, metadata={"help": "dropout on source embeddings"}
+    )
+    encoder_dropout_out: float = field(default=0.3, metadata={"help": "dropout on S"})
+    decoder_embed_dim: int = field(default=256, metadata={"help": "target embedding size"})
+    decoder_hidden_size: int = field(default=512, metadata={"help": "size of GRU1 and GRU2"})
+    decoder_attention_dim: int = field(
+        default=1024, metadata={"help": "output size of the attention's W^h and W^s"}
+    )
+    decoder_out_embed_dim: int = field(default=256, metadata={"help": "bottleneck size of W^bot"})
+    decoder_dropout_in: float = field(
+        default=0.0, metadata={"help": "dropout on target embeddings"}
+    )
+    decoder_dropout_out: float = field(default=0.5, metadata={"help": "dropout on the bottleneck"})
+    share_decoder_input_output_embed: bool = field(
+        default=False, metadata={"help": "tie W^proj to the target embeddings"}
+    )
+    decoder_init: ChoiceEnum(DECODER_INITS) = field(  # type: ignore[valid-type]
+        default="mean-ctx", metadata={"help": "initial decoder state: tanh(W mean S), or zeros"}
+    )
+    visual_fusion: ChoiceEnum(sorted(VISUAL_FUSIONS)) = field(  # type: ignore[valid-type]
+        default="ctx-mul", metadata={"help": "how v modulates the context: ctx-mul, or none"}
+    )
+    cgru_implementation: ChoiceEnum(CGRU_IMPLEMENTATIONS) = field(  # type: ignore[valid-type]
+        default="fused", metadata={"help": "fused (fast) or reference: the same function"}
+    )
 
 
 def initialize_parameters(model: nn.Module) -> None:
@@ -61,50 +100,16 @@ def initialize_parameters(model: nn.Module) -> None:
 EncoderOut = dict[str, Tensor]
 
 
-@register_model("cgru_mmt")
+@register_model("cgru_mmt", dataclass=CGRUMMTConfig)
 class ConditionalGRUMultimodalModel(FairseqEncoderDecoderModel):
     """Visually conditioned cGRU translation model (``--arch cgru_mmt``)."""
 
-    @staticmethod
-    def add_args(parser) -> None:
-        # fmt: off
-        parser.add_argument("--encoder-embed-dim", type=int, metavar="N",
-                            help="source embedding size (paper: 256)")
-        parser.add_argument("--encoder-hidden-size", type=int, metavar="N",
-                            help="GRU size per direction; annotations S are twice this (512)")
-        parser.add_argument("--encoder-dropout-in", type=float, metavar="D",
-                            help="dropout on source embeddings (0.3)")
-        parser.add_argument("--encoder-dropout-out", type=float, metavar="D",
-                            help="dropout on the annotations S (0.3)")
-        parser.add_argument("--decoder-embed-dim", type=int, metavar="N",
-                            help="target embedding size (256)")
-        parser.add_argument("--decoder-hidden-size", type=int, metavar="N",
-                            help="size of GRU1 and GRU2 (512)")
-        parser.add_argument("--decoder-attention-dim", type=int, metavar="N",
-                            help="size of the attention's W^h and W^s outputs (1024)")
-        parser.add_argument("--decoder-out-embed-dim", type=int, metavar="N",
-                            help="bottleneck size of W^bot (256)")
-        parser.add_argument("--decoder-dropout-in", type=float, metavar="D",
-                            help="dropout on target embeddings (0)")
-        parser.add_argument("--decoder-dropout-out", type=float, metavar="D",
-                            help="dropout on the bottleneck b_t (0.5)")
-        parser.add_argument("--share-decoder-input-output-embed", action="store_true",
-                            help="tie W^proj to the target embeddings "
-                                 "(needs --decoder-out-embed-dim == --decoder-embed-dim)")
-        parser.add_argument("--decoder-init", choices=["zero", "mean-ctx"],
-                            help="initial decoder state: zeros, or tanh(W mean of S over the "
-                                 "real source tokens)")
-        parser.add_argument("--visual-fusion", choices=sorted(VISUAL_FUSIONS),
-                            help="how v modulates the attention context: ctx-mul (eq. 15-16) "
-                                 "or none (the text-only ablation)")
-        parser.add_argument("--cgru-implementation", choices=CGRU_IMPLEMENTATIONS,
-                            help="fused (fast, default) or reference (step-by-step equations); "
-                                 "same parameters and outputs, so checkpoints work with either")
-        # fmt: on
-
     @classmethod
     def build_model(cls, args, task) -> "ConditionalGRUMultimodalModel":
-        base_architecture(args)
+        """Build from the config (or, for checkpoints written before the config was a
+        dataclass, from the ``argparse.Namespace`` they store)."""
+        if isinstance(args, Namespace):
+            args = CGRUMMTConfig.from_namespace(args)
         if not hasattr(task, "visual_feature_dim"):
             raise ValueError("--arch cgru_mmt needs --task multimodal_translation")
         if args.share_decoder_input_output_embed and (
@@ -139,6 +144,10 @@ class ConditionalGRUMultimodalModel(FairseqEncoderDecoderModel):
         model = cls(encoder, decoder)
         initialize_parameters(model)
         return model
+
+    @property
+    def final_hidden_size(self) -> int:
+        return self.decoder.hidden_size
 
     def forward(
         self,
@@ -263,21 +272,6 @@ class ConditionalAttention(nn.Module):
         return context, weights
 
 
-def gru_step(input_gates: Tensor, hidden: Tensor, cell: nn.GRUCell) -> Tensor:
-    """One step of ``cell`` whose input projection W_ih x + b_ih was computed beforehand."""
-    return gru_update(input_gates, F.linear(hidden, cell.weight_hh, cell.bias_hh), hidden)
-
-
-def gru_update(input_gates: Tensor, hidden_gates: Tensor, hidden: Tensor) -> Tensor:
-    """A GRU cell's new state from W_ih x + b_ih, W_hh h + b_hh and h (r, z, n gate order)."""
-    in_r, in_z, in_n = input_gates.chunk(3, dim=-1)
-    hid_r, hid_z, hid_n = hidden_gates.chunk(3, dim=-1)
-    reset = torch.sigmoid(in_r + hid_r)
-    update = torch.sigmoid(in_z + hid_z)
-    candidate = torch.tanh(in_n + reset * hid_n)
-    return candidate + update * (hidden - candidate)
-
-
 class ConditionalGRUDecoder(FairseqIncrementalDecoder):
     """Conditional GRU decoder with visually modulated attention (eq. 11-18).
 
@@ -302,11 +296,8 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         implementation: str = "fused",
     ) -> None:
         super().__init__(dictionary)
-        if implementation not in CGRU_IMPLEMENTATIONS:
-            raise ValueError(
-                f"unknown --cgru-implementation {implementation!r}; choose from "
-                f"{list(CGRU_IMPLEMENTATIONS)}"
-            )
+        if init not in DECODER_INITS:
+            raise ValueError(f"unknown --decoder-init {init!r}; choose from {list(DECODER_INITS)}")
         self.implementation = implementation
         self.padding_idx = dictionary.pad()
         self.hidden_size = hidden_size
@@ -315,6 +306,7 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         self.gru1 = nn.GRUCell(embed_dim, hidden_size)
         self.attention = ConditionalAttention(hidden_size, context_dim, attention_dim)
         self.fusion = build_visual_fusion(visual_fusion, visual_feature_dim, context_dim)
+        self.steps = build_steps(implementation, self.fusion)
         self.context_proj = Linear(context_dim, hidden_size)  # W^c
         self.gru2 = nn.GRUCell(hidden_size, hidden_size)
         self.init_proj = Linear(context_dim, hidden_size) if init == "mean-ctx" else None
@@ -336,10 +328,10 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         hidden_states, attention = self.extract_features(
             prev_output_tokens, encoder_out, incremental_state
         )
-        return self.output_layer(hidden_states), {
-            "attn": [attention],
-            "final_hidden": self.last_real_state(hidden_states, prev_output_tokens),
-        }
+        final_hidden = last_real_state(
+            hidden_states, prev_output_tokens, self.padding_idx, incremental_state is not None
+        )
+        return self.output_layer(hidden_states), {"attn": [attention], "final_hidden": final_hidden}
 
     def extract_features(
         self,
@@ -354,52 +346,10 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         state = self.decoder_state(encoder_out, incremental_state)
         embedded = self.dropout_in(self.embed_tokens(prev_output_tokens))
         input_gates = F.linear(embedded, self.gru1.weight_ih, self.gru1.bias_ih)  # hoisted
-        run_steps = self.fused_steps if self.implementation == "fused" else self.reference_steps
-        outputs, attentions, hidden = run_steps(input_gates, state, encoder_out)
+        outputs, attentions, hidden = self.steps.run(self, input_gates, state, encoder_out)
         if incremental_state is not None:
             self.set_incremental_state(incremental_state, "state", {**state, "hidden": hidden})
         return torch.stack(outputs, dim=1), torch.stack(attentions, dim=1)
-
-    def reference_steps(
-        self, input_gates: Tensor, state: dict[str, Tensor], encoder_out: EncoderOut
-    ) -> tuple[list[Tensor], list[Tensor], Tensor]:
-        """Eq. (11)-(16) as written, one target step at a time."""
-        annotations, padding_mask = encoder_out["annotations"], encoder_out["padding_mask"]
-        hidden, keys, fused_visual = state["hidden"], state["keys"], state.get("visual")
-        outputs, attentions = [], []
-        for step_gates in input_gates.unbind(1):
-            query = gru_step(step_gates, hidden, self.gru1)  # h'_t
-            context, weights = self.attention(query, annotations, keys, padding_mask)
-            context = self.context_proj(self.fusion(context, fused_visual))  # c_t
-            hidden = self.gru2(context, query)  # h_t
-            outputs.append(hidden)
-            attentions.append(weights)
-        return outputs, attentions, hidden
-
-    def fused_steps(
-        self, input_gates: Tensor, state: dict[str, Tensor], encoder_out: EncoderOut
-    ) -> tuple[list[Tensor], list[Tensor], Tensor]:
-        """The same steps with GRU2's input gates taken as a_t-weighted sums of
-        ``state["context_gates"]`` and one product for 2 W^h h'_t and GRU2's W_hh h'_t."""
-        padding_mask = encoder_out["padding_mask"]
-        hidden, keys, context_gates = state["hidden"], state["keys"], state["context_gates"]
-        split = [keys.size(-1), 3 * self.hidden_size]
-        # 2 W^h as in ConditionalAttention.project_query: doubling is exact in floating point
-        query_weight = torch.cat([2 * self.attention.query_proj.weight, self.gru2.weight_hh])
-        query_bias = torch.cat([self.gru2.bias_hh.new_zeros(split[0]), self.gru2.bias_hh])
-        outputs, attentions = [], []
-        # unbind, not input_gates[:, t]: the backward of each index would fill a zero tensor of
-        # input_gates' size; unbind's stacks the steps' gradients once
-        for step_gates in input_gates.unbind(1):
-            query = gru_step(step_gates, hidden, self.gru1)  # h'_t
-            projected = F.linear(query, query_weight, query_bias)
-            projected_query, hidden_gates = projected.split(split, dim=1)
-            weights = self.attention.weights(projected_query, keys, padding_mask)
-            gates = torch.bmm(weights.unsqueeze(1), context_gates).squeeze(1)  # W_ih c_t + b_ih
-            hidden = gru_update(gates, hidden_gates, query)  # h_t
-            outputs.append(hidden)
-            attentions.append(weights)
-        return outputs, attentions, hidden
 
     def decoder_state(
         self,
@@ -427,9 +377,9 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         return {key: value.index_select(0, rows) for key, value in state.items()}
 
     def initial_state(self, encoder_out: EncoderOut) -> dict[str, Tensor]:
-        """h_0, the keys W^s S, the rows' ``sentence_ids`` and the fusion's per-sentence part
-        (``visual``), or for the fused steps GRU2's input gates at each source position
-        (``context_gates``). Everything but ``hidden`` is the same for rows of one sentence."""
+        """h_0, the keys W^s S, the rows' ``sentence_ids`` and the per-sentence tensors of the
+        implementation (``self.steps.precompute``). Everything but ``hidden`` is the same for
+        the rows of one sentence."""
         annotations, padding_mask = encoder_out["annotations"], encoder_out["padding_mask"]
         if self.init_proj is None:
             hidden = annotations.new_zeros(annotations.size(0), self.hidden_size)
@@ -443,23 +393,7 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
             "sentence_ids": encoder_out["sentence_ids"],
         }
         fused_visual = self.fusion.precompute(encoder_out["visual_features"])
-        if self.implementation == "fused":
-            per_position = None if fused_visual is None else fused_visual.unsqueeze(1)
-            fused_annotations = self.context_proj(self.fusion(annotations, per_position))
-            state["context_gates"] = F.linear(
-                fused_annotations, self.gru2.weight_ih, self.gru2.bias_ih
-            )
-        elif fused_visual is not None:
-            state["visual"] = fused_visual
-        return state
-
-    def last_real_state(self, hidden_states: Tensor, prev_output_tokens: Tensor) -> Tensor:
-        """hT: each sentence's hidden state at its last non-padding target position."""
-        if hidden_states.size(1) != prev_output_tokens.size(1):  # incremental: one step
-            return hidden_states[:, -1]
-        last = prev_output_tokens.ne(self.padding_idx).sum(dim=1) - 1
-        index = last.view(-1, 1, 1).expand(-1, 1, hidden_states.size(2))
-        return hidden_states.gather(1, index).squeeze(1)
+        return {**state, **self.steps.precompute(self, encoder_out, fused_visual)}
 
     def output_layer(self, hidden_states: Tensor) -> Tensor:
         """Eq. (17)-(18) up to the softmax: W^proj dropout(tanh(W^bot h_t))."""
@@ -483,25 +417,6 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         return DEFAULT_MAX_POSITIONS
 
 
-@register_model_architecture("cgru_mmt", "cgru_mmt")
-def base_architecture(args) -> None:
-    """The paper's sizes (Appendix A)."""
-    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 256)
-    args.encoder_hidden_size = getattr(args, "encoder_hidden_size", 512)
-    args.encoder_dropout_in = getattr(args, "encoder_dropout_in", 0.3)
-    args.encoder_dropout_out = getattr(args, "encoder_dropout_out", 0.3)
-    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 256)
-    args.decoder_hidden_size = getattr(args, "decoder_hidden_size", 512)
-    args.decoder_attention_dim = getattr(args, "decoder_attention_dim", 1024)
-    args.decoder_out_embed_dim = getattr(args, "decoder_out_embed_dim", 256)
-    args.decoder_dropout_in = getattr(args, "decoder_dropout_in", 0.0)
-    args.decoder_dropout_out = getattr(args, "decoder_dropout_out", 0.5)
-    args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", False)
-    args.decoder_init = getattr(args, "decoder_init", "mean-ctx")
-    args.visual_fusion = getattr(args, "visual_fusion", "ctx-mul")
-    args.cgru_implementation = getattr(args, "cgru_implementation", "fused")
-
-
 @register_model_architecture("cgru_mmt", "cgru_mmt_small")
 def cgru_mmt_small(args) -> None:
     """A small preset for tests and the CPU demo."""
@@ -514,4 +429,3 @@ def cgru_mmt_small(args) -> None:
     args.decoder_attention_dim = getattr(args, "decoder_attention_dim", 128)
     args.decoder_out_embed_dim = getattr(args, "decoder_out_embed_dim", 64)
     args.decoder_dropout_out = getattr(args, "decoder_dropout_out", 0.2)
-    base_architecture(args)

@@ -14,10 +14,13 @@ from torch import Tensor, nn
 class VisualFusion(nn.Module, ABC):
     """Base class: combine the context vector c'_t with the sentence's visual feature v.
 
-    Subclasses are built as ``Fusion(visual_feature_dim, context_dim)``. ``forward`` must be
-    linear in the context and broadcast over positions: the fused cGRU decoder applies it to
-    every annotation S_s (``precomputed`` unsqueezed to B x 1 x ...) instead of to c'_t.
+    Subclasses are built as ``Fusion(visual_feature_dim, context_dim)``. ``forward`` broadcasts
+    over positions. ``linear_in_context`` says that ``forward`` is linear in the context: the
+    fused cGRU decoder needs that, since it applies the fusion to every annotation S_s
+    (``precomputed`` unsqueezed to B x 1 x ...) instead of to c'_t.
     """
+
+    linear_in_context = False
 
     @abstractmethod
     def precompute(self, visual_features: Tensor) -> Tensor | None:
@@ -31,6 +34,8 @@ class VisualFusion(nn.Module, ABC):
 class NoVisualFusion(VisualFusion):
     """The text-only ("no v") ablation: c_t = W^c c'_t, the feature is ignored."""
 
+    linear_in_context = True
+
     def __init__(self, visual_feature_dim: int, context_dim: int) -> None:
         super().__init__()
 
@@ -43,6 +48,8 @@ class NoVisualFusion(VisualFusion):
 
 class ContextMultiplicativeFusion(VisualFusion):
     """Eq. (15)-(16): i = tanh(W^feat v), c_t = W^c (c'_t * i); spatial features are averaged."""
+
+    linear_in_context = True
 
     def __init__(self, visual_feature_dim: int, context_dim: int) -> None:
         super().__init__()

@@ -8,9 +8,10 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
-from fairseq_mmt_adv.data import FeatureNormalizer, MultimodalLanguagePairDataset
+from fairseq_mmt_adv.data.multimodal_language_pair_dataset import MultimodalLanguagePairDataset
 from fairseq_mmt_adv.data.visual_features import (
     NORMALIZATIONS,
+    FeatureNormalizer,
     VisualFeatureDataset,
     VisualFeatureError,
     feature_path,
@@ -75,7 +76,8 @@ class MultimodalTranslationTask(TranslationTask):
 
     def __init__(self, cfg: MultimodalTranslationConfig, src_dict, tgt_dict) -> None:
         super().__init__(cfg, src_dict, tgt_dict)
-        self.decoder_hidden_size: int | None = None  # known once build_model has run
+        # the model built last; fairseq builds the criterion for it next (see build_model)
+        self.trained_model = None
         self.state.add_factory("visual_feature_dim", self._train_feature_dim)
         self.state.add_factory("visual_feature_stats", self._train_feature_statistics)
 
@@ -135,6 +137,7 @@ class MultimodalTranslationTask(TranslationTask):
         self.datasets[split] = MultimodalLanguagePairDataset(sentences, features)
 
     def build_model(self, cfg, from_checkpoint: bool = False):
-        model = super().build_model(cfg, from_checkpoint)
-        self.decoder_hidden_size = model.decoder.hidden_size
-        return model
+        """Build the model, and remember it as the one that the criterion built next trains:
+        ``adversarial_reconstruction`` sizes G and D by its ``final_hidden_size``."""
+        self.trained_model = super().build_model(cfg, from_checkpoint)
+        return self.trained_model

@@ -1,0 +1,191 @@
+"""Transformer multimodal translation models (``--arch transformer_mmt``, ``transformer_mmt_tiny``).
+
+fairseq's own Transformer, with the image fused into the encoder output (``--visual-fusion``,
+see :mod:`fairseq_mmt_adv.modules.encoder_fusion`): ``gated`` (Wu et al., 2021),
+``selective-attn`` (Li et al., 2022) or ``none``, the text-only model on the same code path,
+which computes what fairseq's ``transformer`` computes with the same weights. The decoder also
+returns hT (``extra["final_hidden"]``), each sentence's top-layer state at its last real target
+position, which the ``adversarial_reconstruction`` criterion reconstructs v from.
+
+The options are fairseq's ``TransformerConfig`` plus the fusion's (:class:`TransformerMMTConfig`),
+registered the way fairseq registers ``transformer``: flat flags generated from the dataclass.
+"""
+
+from dataclasses import dataclass, field
+
+from fairseq.dataclass import ChoiceEnum
+from fairseq.dataclass.utils import gen_parser_from_dataclass
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.transformer import (
+    TransformerConfig,
+    TransformerDecoderBase,
+    TransformerEncoderBase,
+    TransformerModel,
+    base_architecture,
+)
+from torch import Tensor
+
+from fairseq_mmt_adv.models.final_hidden import last_real_state
+from fairseq_mmt_adv.modules.encoder_fusion import ENCODER_FUSIONS, build_encoder_fusion
+
+
+@dataclass
+class TransformerMMTConfig(TransformerConfig):
+    visual_fusion: ChoiceEnum(list(ENCODER_FUSIONS)) = field(  # type: ignore[valid-type]
+        default="gated",
+        metadata={"help": "how v enters the encoder output: gated, selective-attn or none"},
+    )
+    selective_attention_heads: int = field(
+        default=1, metadata={"help": "heads of the selective attention over image regions"}
+    )
+
+
+DEFAULTS = TransformerMMTConfig()
+
+
+def _config(args) -> TransformerConfig:
+    """The model's options as a config object (fairseq hands either a namespace or one)."""
+    return (
+        args if isinstance(args, TransformerConfig) else TransformerMMTConfig.from_namespace(args)
+    )
+
+
+class TransformerMMTEncoder(TransformerEncoderBase):
+    """fairseq's Transformer encoder whose output H is fused with v: H' = fusion(H, v)."""
+
+    def __init__(self, cfg, dictionary, embed_tokens, visual_feature_dim: int) -> None:
+        super().__init__(cfg, dictionary, embed_tokens)
+        self.fusion = build_encoder_fusion(
+            cfg.visual_fusion, visual_feature_dim, embed_tokens.embedding_dim, cfg
+        )
+
+    def forward(
+        self,
+        src_tokens: Tensor,
+        src_lengths: Tensor | None = None,
+        visual_features: Tensor | None = None,
+        return_all_hiddens: bool = False,
+        token_embeddings: Tensor | None = None,
+    ):
+        if self.fusion.uses_image and visual_features is None:
+            raise ValueError(
+                "this transformer_mmt model fuses the image but got no "
+                "net_input['visual_features']: train and decode with --task "
+                "multimodal_translation --visual-features DIR"
+            )
+        encoder_out = super().forward(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+        encoder_out["encoder_out"] = [self.fusion(encoder_out["encoder_out"][0], visual_features)]
+        return encoder_out
+
+
+class TransformerMMTDecoder(TransformerDecoderBase):
+    """fairseq's Transformer decoder that also returns hT as ``extra["final_hidden"]``."""
+
+    def forward(
+        self,
+        prev_output_tokens,
+        encoder_out=None,
+        incremental_state=None,
+        features_only: bool = False,
+        **kwargs,
+    ):
+        features, extra = super().forward(
+            prev_output_tokens, encoder_out, incremental_state, features_only=True, **kwargs
+        )
+        extra["final_hidden"] = last_real_state(
+            features, prev_output_tokens, self.padding_idx, incremental_state is not None
+        )
+        return (features if features_only else self.output_layer(features)), extra
+
+
+@register_model("transformer_mmt")
+class TransformerMMTModel(TransformerModel):
+    """fairseq's ``transformer`` with a visual fusion in the encoder and hT from the decoder."""
+
+    @classmethod
+    def add_args(cls, parser) -> None:
+        gen_parser_from_dataclass(
+            parser, TransformerMMTConfig(), delete_default=True, with_prefix=""
+        )
+
+    @classmethod
+    def build_model(cls, args, task) -> "TransformerMMTModel":
+        transformer_mmt(args)
+        if not hasattr(task, "visual_feature_dim"):
+            raise ValueError("--arch transformer_mmt needs --task multimodal_translation")
+        if args.share_all_embeddings and task.source_dictionary != task.target_dictionary:
+            raise ValueError(
+                "--share-all-embeddings needs one dictionary for both languages, but the data "
+                "has one per language: binarize with fairseq-preprocess --joined-dictionary "
+                "(scripts/prepare-multi30k.sh --joined-dictionary), or drop the flag"
+            )
+        args.visual_feature_dim = task.visual_feature_dim  # the size of the data's features
+        return super().build_model(args, task)
+
+    @classmethod
+    def build_encoder(cls, args, src_dict, embed_tokens) -> TransformerMMTEncoder:
+        cfg = _config(args)
+        return TransformerMMTEncoder(cfg, src_dict, embed_tokens, cfg.visual_feature_dim)
+
+    @classmethod
+    def build_decoder(cls, args, tgt_dict, embed_tokens) -> TransformerMMTDecoder:
+        cfg = _config(args)
+        return TransformerMMTDecoder(
+            cfg, tgt_dict, embed_tokens, no_encoder_attn=cfg.no_cross_attention
+        )
+
+    @property
+    def final_hidden_size(self) -> int:
+        return self.decoder.output_embed_dim
+
+    def forward(
+        self,
+        src_tokens,
+        src_lengths,
+        prev_output_tokens,
+        visual_features=None,
+        return_all_hiddens: bool = True,
+        features_only: bool = False,
+        alignment_layer=None,
+        alignment_heads=None,
+    ):
+        """Teacher-forced pass: ``(logits, {"attn", "inner_states", "final_hidden"})``."""
+        encoder_out = self.encoder(
+            src_tokens,
+            src_lengths=src_lengths,
+            visual_features=visual_features,
+            return_all_hiddens=return_all_hiddens,
+        )
+        return self.decoder(
+            prev_output_tokens,
+            encoder_out=encoder_out,
+            features_only=features_only,
+            alignment_layer=alignment_layer,
+            alignment_heads=alignment_heads,
+            src_lengths=src_lengths,
+            return_all_hiddens=return_all_hiddens,
+        )
+
+
+@register_model_architecture("transformer_mmt", "transformer_mmt")
+def transformer_mmt(args) -> None:
+    """fairseq's base Transformer sizes (``transformer``), gated fusion by default."""
+    args.visual_fusion = getattr(args, "visual_fusion", DEFAULTS.visual_fusion)
+    args.selective_attention_heads = getattr(
+        args, "selective_attention_heads", DEFAULTS.selective_attention_heads
+    )
+    base_architecture(args)
+
+
+@register_model_architecture("transformer_mmt", "transformer_mmt_tiny")
+def transformer_mmt_tiny(args) -> None:
+    """Wu et al. (2021)'s tiny Transformer for Multi30K: 4 + 4 layers, embeddings 128, FFN 256,
+    4 heads, dropout 0.3."""
+    args.encoder_layers = getattr(args, "encoder_layers", 4)
+    args.decoder_layers = getattr(args, "decoder_layers", 4)
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 128)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 256)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 4)
+    args.dropout = getattr(args, "dropout", 0.3)
+    transformer_mmt(args)
