@@ -1,4 +1,4 @@
-"""Let torch >= 2.6 load fairseq checkpoints.
+"""Let torch >= 2.6 load fairseq checkpoints, and name a damaged one with a way out.
 
 torch 2.6 switched ``torch.load`` to ``weights_only=True``; fairseq's checkpoints store the
 training configuration, whose model part is an ``argparse.Namespace`` for architectures
@@ -8,14 +8,31 @@ loader when it resumes: rank 0 reads the checkpoint and ``broadcast_object`` pic
 other ranks, by then with the configuration as an omegaconf ``DictConfig``. Rather than turning
 the safe loader off, we add the few plain-data types fairseq writes to its allow-list. Importing
 the plugin (``--user-dir``) is enough; the user sets nothing.
+
+Who needs which entry: ``argparse.Namespace`` the checkpoints of ``transformer_mmt`` (registered
+the way fairseq registers ``transformer``) and of ``cgru_mmt`` before its options became a
+dataclass; the numpy types the training meters of ``--eval-bleu`` runs; the omegaconf types and
+``_TensorPlaceholder`` the state that rank 0 broadcasts when a data-parallel run resumes. A new
+``cgru_mmt`` checkpoint needs none of them (tested).
+
+fairseq reads every checkpoint through ``checkpoint_utils.load_checkpoint_to_cpu``; a truncated
+file then fails deep in torch (``PytorchStreamReader failed reading zip archive``) without its
+name. :func:`load_checkpoint_to_cpu` wraps fairseq's: a damaged file raises
+:class:`CheckpointError` naming it and the newest intact checkpoint beside it.
 """
 
 import argparse
 import collections
+import glob
+import os
+import pickle
 import typing
+import zipfile
+from typing import Any
 
 import numpy as np
 import torch
+from fairseq import checkpoint_utils
 from fairseq.distributed.utils import _TensorPlaceholder
 from omegaconf import AnyNode, DictConfig, ListConfig
 from omegaconf.base import ContainerMetadata, Metadata
@@ -56,3 +73,57 @@ def allow_fairseq_checkpoint_globals() -> None:
 
 
 allow_fairseq_checkpoint_globals()
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what to do."""
+
+
+def is_intact(path: str) -> bool:
+    """Whether ``path`` is a whole zip archive (torch's format), every member's CRC checked."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False
+
+
+def damaged_checkpoint_error(path: str, error: Exception) -> CheckpointError:
+    directory = os.path.dirname(os.path.abspath(path))
+    others = sorted(glob.glob(os.path.join(directory, "checkpoint*.pt")), key=os.path.getmtime)
+    intact = [p for p in reversed(others) if not os.path.samefile(p, path) and is_intact(p)]
+    if intact:
+        advice = f"resume from the newest intact one with --restore-file {intact[0]}"
+    else:
+        advice = "no intact checkpoint is beside it: give --restore-file another, or delete it"
+    return CheckpointError(
+        f"checkpoint {path} cannot be read ({str(error).splitlines()[0]}): the file is damaged "
+        f"(a save that was cut short?); {advice}"
+    )
+
+
+_fairseq_load_checkpoint_to_cpu = checkpoint_utils.load_checkpoint_to_cpu
+
+
+def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
+    """fairseq's loader; a damaged file raises :class:`CheckpointError` instead."""
+    try:
+        return _fairseq_load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        if not os.path.isfile(path) or is_intact(path):
+            raise  # not damage: e.g. a type missing from the allow-list
+        raise damaged_checkpoint_error(path, error) from error
+
+
+def read_task_state(path: str) -> dict[str, Any]:
+    """The task state stored in a checkpoint, read without loading its tensors into memory."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        if is_intact(path):
+            raise
+        raise damaged_checkpoint_error(path, error) from error
+    return state.get("task_state", {})
+
+
+checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu

@@ -6,6 +6,7 @@ CPU only, with a tiny fake task and a fake model (embedding + GRU) standing in f
 import copy
 import io
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -21,6 +22,7 @@ from torch import nn
 from fairseq_mmt_adv.criterions.adversarial_reconstruction import (
     AdversarialReconstructionCriterion,
     AdversarialReconstructionCriterionConfig,
+    CriterionStateMismatch,
     parse_critic_betas,
     parse_hidden_sizes,
 )
@@ -250,12 +252,51 @@ def test_state_dict_round_trip_restores_critic_and_adam_exactly(mode):
     torch.testing.assert_close(state, reference, rtol=0, atol=0)
 
 
-def test_loading_state_without_critic_is_refused():
-    mse_state = make_criterion("mse").state_dict()
-    with pytest.raises(ValueError, match="no critic"):
-        make_criterion("q-waae").load_state_dict(mse_state, strict=True)
-    with pytest.raises(ValueError, match="mse has none"):
-        make_criterion("mse").load_state_dict(make_criterion("q-waae").state_dict())
+@pytest.mark.parametrize(
+    "saved,loading,message",
+    [
+        (dict(mode="mse"), dict(mode="q-waae"), "holds no critic D"),
+        (dict(mode="q-waae"), dict(mode="mse"), "mse has none"),
+        (dict(mode="q-waae"), dict(mode="g-wgan"), r"generator\.proj"),
+        (dict(mode="g-wgan"), dict(mode="g-wgan", noise_dim=8), "noise-dim"),
+        (dict(mode="q-waae"), dict(mode="q-waae", critic_hidden="4"), "D."),
+    ],
+)
+def test_a_criterion_state_of_other_options_is_refused_past_fairseqs_except(
+    saved, loading, message
+):
+    state = make_criterion(**saved).state_dict()
+    with pytest.raises(CriterionStateMismatch, match=message) as error:
+        try:  # what fairseq's trainer does around the criterion's load_state_dict
+            make_criterion(**loading).load_state_dict(state, strict=True)
+        except Exception as swallowed:
+            raise AssertionError("fairseq would hide this message") from swallowed
+    assert "Resume with the --reconstruction" in str(error.value)
+    make_criterion(**saved).load_state_dict(state)  # the same options load
+
+
+@pytest.mark.parametrize(
+    "flag,value,message",
+    [
+        ("lambda_r", -1.0, "--lambda-r must be a weight >= 0, not -1.0"),
+        ("lambda_a", -1.0, "--lambda-a must be a weight >= 0"),
+        ("lambda_gp", -5.0, "--lambda-gp must be a weight >= 0"),
+        ("critic_lr", -1.0, "--critic-lr must be a learning rate > 0"),
+        ("critic_lr", float("nan"), "--critic-lr must be"),
+        ("critic_iters", 0, "--critic-iters must be an integer >= 1"),
+        ("noise_dim", 0, "--noise-dim must be an integer >= 1"),
+        ("generator_dropout", 1.0, "--generator-dropout must be in"),
+        ("critic_betas", "garbage", "--critic-betas must be two numbers in"),
+        ("critic_betas", "(2.0, 0.9)", "--critic-betas must be two numbers in"),
+        ("critic_betas", "(0.5,)", "--critic-betas must be two numbers in"),
+        ("critic_hidden", "abc", "--critic-hidden must be comma-separated positive"),
+        ("critic_hidden", "16,-2", "--critic-hidden must be comma-separated positive"),
+    ],
+)
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_meaningless_options_are_refused_naming_the_flag(mode, flag, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_criterion(mode, **{flag: value})
 
 
 # --- training / evaluation behaviour of D -------------------------------------------------------

@@ -206,11 +206,33 @@ def test_tied_output_projection_shares_the_embedding():
         build_model(share_decoder_input_output_embed=True, decoder_out_embed_dim=32)
 
 
-def test_missing_visual_features_is_a_clear_error():
+def test_missing_visual_features_is_a_clear_error_and_a_text_only_model_needs_none():
     model = build_model()
-    src, lengths, prev, _ = random_batch(model, [5, 3], [4, 4])
-    with pytest.raises(ValueError, match="visual_features"):
+    src, lengths, prev, visual = random_batch(model, [5, 3], [4, 4])
+    # what fairseq-interactive hands the model: no image; the message says where to go
+    with pytest.raises(ValueError, match="fairseq-interactive cannot carry them.*fairseq-mmt-"):
         model(src, lengths, prev, None)
+    text_only = build_model(visual_fusion="none")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            text_only(src, lengths, prev, None)[0], text_only(src, lengths, prev, visual)[0]
+        )
+
+
+def test_decoder_init_and_implementation_are_checked():
+    with pytest.raises(ValueError, match="unknown --decoder-init 'zeros'"):
+        build_model(decoder_init="zeros")
+    with pytest.raises(ValueError, match="unknown --cgru-implementation 'fast'"):
+        build_model(cgru_implementation="fast")
+
+
+def test_the_fused_steps_refuse_a_fusion_that_is_not_linear_in_the_context(monkeypatch):
+    from fairseq_mmt_adv.modules.visual_fusion import ContextMultiplicativeFusion
+
+    monkeypatch.setattr(ContextMultiplicativeFusion, "linear_in_context", False)
+    with pytest.raises(ValueError, match="needs a fusion that is linear in the context"):
+        build_model(cgru_implementation="fused")
+    assert build_model(cgru_implementation="reference").decoder.implementation == "reference"
 
 
 CUDA = pytest.mark.cuda  # skipped without a CUDA device (conftest.py)

@@ -65,6 +65,7 @@ def test_features_stay_aligned_through_filtering_and_shuffled_batching(tiny_corp
 def test_l2_normalization_gives_unit_vectors(tiny_corpus):
     task = task_for(tiny_corpus, None, "--visual-feature-norm", "l2")
     _, batches = iterate(task, "valid", max_sentences=8)
+    batches = [task.normalized_sample(b) for b in batches]
     norms = torch.cat([b["net_input"]["visual_features"] for b in batches]).norm(dim=1)
     torch.testing.assert_close(norms, torch.ones_like(norms))
 
@@ -72,7 +73,7 @@ def test_l2_normalization_gives_unit_vectors(tiny_corpus):
 def test_standardize_uses_train_statistics_that_travel_in_the_task_state(tiny_corpus, tmp_path):
     task = task_for(tiny_corpus)  # standardize is the default
     _, batches = iterate(task, "train", max_sentences=100)
-    train = torch.cat([b["net_input"]["visual_features"] for b in batches])
+    train = torch.cat([task.normalized_sample(b)["net_input"]["visual_features"] for b in batches])
     torch.testing.assert_close(train.mean(0), torch.zeros(FEATURE_DIM), atol=1e-4, rtol=0)
     torch.testing.assert_close(
         train.std(0, unbiased=False), torch.ones(FEATURE_DIM), atol=1e-3, rtol=0
@@ -88,7 +89,7 @@ def test_standardize_uses_train_statistics_that_travel_in_the_task_state(tiny_co
     _, test_batches = iterate(decoding, "test", task_cfg=task.cfg, max_sentences=100)
     raw = np.load(tmp_path / "test.npy")
     mean, std = state["visual_feature_stats"]
-    batch = test_batches[0]
+    batch = decoding.normalized_sample(test_batches[0])
     expected = (torch.from_numpy(raw[batch["id"].numpy()]) - mean) / std
     torch.testing.assert_close(batch["net_input"]["visual_features"], expected)
 
@@ -134,13 +135,12 @@ BAD_FEATURES = {
     "row count": ("valid", np.random.rand(36, FEATURE_DIM).astype(np.float32), "36 rows but"),
     "dimension differs across splits": ("valid", good("valid", 8), "D=8 but 16 is expected"),
     "nan": ("valid", with_nan("valid"), "row 5 .* NaN or inf"),
-    "inf in spatial features": (
+    "inf": ("valid", np.where(np.arange(37)[:, None] == 7, np.inf, good("valid")), "row 7 .* NaN"),
+    "spatial features for a model trained on pooled ones": (
         "valid",
-        np.where(np.arange(3)[None, :, None] == 2, np.inf, 1.0)
-        .repeat(SPLIT_SIZES["valid"], 0)
-        .repeat(FEATURE_DIM, 2)
-        .astype(np.float16),
-        "row 0 .* NaN or inf",
+        np.ones((SPLIT_SIZES["valid"], 3, FEATURE_DIM), np.float16),
+        r"holds spatial \(K=3 regions of D=16\) features but the model was trained on pooled "
+        r"\(D=16\) ones",
     ),
     "ndim": (
         "valid",

@@ -15,7 +15,7 @@ module tree (see :class:`CriticTrainer`). See ``docs/CRITERION.md``.
 """
 
 import ast
-import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -28,7 +28,6 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterionConfig,
 )
 from fairseq.dataclass import ChoiceEnum
-from fairseq.distributed import utils as distributed_utils
 from fairseq.logging import metrics
 from torch import Tensor, nn
 
@@ -37,10 +36,9 @@ from fairseq_mmt_adv.modules import (
     ConditionalFeatureCritic,
     ConditionalVisualFeatureGenerator,
     LatentCritic,
-    MultilayerCritic,
     VisualFeatureGenerator,
-    wgan_gp_terms,
 )
+from fairseq_mmt_adv.modules.critic_trainer import CriticTrainer
 
 RECONSTRUCTION_CHOICES = ChoiceEnum(["mse", "q-waae", "g-wgan"])
 ADVERSARIAL_LOSS_CHOICES = ChoiceEnum(["wasserstein", "log"])
@@ -112,149 +110,57 @@ class AdversarialReconstructionCriterionConfig(LabelSmoothedCrossEntropyCriterio
 
 def parse_critic_betas(text: str) -> tuple[float, float]:
     """Parse ``"(0.5, 0.9)"`` like fairseq's ``--adam-betas`` (but without ``eval``)."""
-    betas = ast.literal_eval(text)
+    message = f"--critic-betas must be two numbers in [0, 1) like '(0.5, 0.9)', not {text!r}"
+    try:
+        betas = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as error:
+        raise ValueError(message) from error
     if not (isinstance(betas, Sequence) and len(betas) == 2):
-        raise ValueError(f"--critic-betas must be a pair like '(0.5, 0.9)', got {text!r}")
+        raise ValueError(message)
+    if not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+        raise ValueError(message)
     return float(betas[0]), float(betas[1])
 
 
 def parse_hidden_sizes(text: str) -> tuple[int, ...]:
     """Parse ``"1024,512"`` into ``(1024, 512)``; an empty string means no hidden layer."""
-    return tuple(int(size) for size in text.split(",") if size.strip())
+    sizes = [size.strip() for size in text.split(",") if size.strip()]
+    if not all(size.isdigit() and int(size) > 0 for size in sizes):
+        raise ValueError(
+            "--critic-hidden must be comma-separated positive layer sizes like '1024,512' "
+            f"('' for a linear critic), not {text!r}"
+        )
+    return tuple(int(size) for size in sizes)
 
 
-def _no_autocast(x: Tensor) -> torch.autocast:
-    """Context that keeps the critic in float32 even under ``--amp``."""
-    return torch.autocast(device_type=x.device.type, enabled=False)
+def check_options(cfg: AdversarialReconstructionCriterionConfig) -> None:
+    """Refuse options that have no meaning, naming the flag: a negative weight would reward a
+    worse reconstruction or a worse adversarial score."""
+    bounds = [
+        ("--lambda-r", cfg.lambda_r, "a weight >= 0", lambda x: x is None or x >= 0),
+        ("--lambda-a", cfg.lambda_a, "a weight >= 0", lambda x: x >= 0),
+        ("--lambda-gp", cfg.lambda_gp, "a weight >= 0", lambda x: x >= 0),
+        ("--critic-lr", cfg.critic_lr, "a learning rate > 0", lambda x: x > 0),
+        ("--critic-iters", cfg.critic_iters, "an integer >= 1", lambda x: x >= 1),
+        ("--noise-dim", cfg.noise_dim, "an integer >= 1", lambda x: x >= 1),
+        ("--generator-dropout", cfg.generator_dropout, "in [0, 1)", lambda x: 0 <= x < 1),
+    ]
+    for flag, value, wanted, valid in bounds:
+        if not (value is None or math.isfinite(value)) or not valid(value):
+            raise ValueError(f"{flag} must be {wanted}, not {value}")
+    parse_critic_betas(cfg.critic_betas)
+    if cfg.critic_hidden is not None:
+        parse_hidden_sizes(cfg.critic_hidden)
 
 
-class CriticTrainer:
-    """Owns the critic D and its Adam optimizer, outside any ``nn.Module`` tree.
+class CriterionStateMismatch(BaseException):
+    """A checkpoint's criterion state that this criterion cannot take.
 
-    Being a plain object, it keeps D out of ``criterion.parameters()``: fairseq's optimizer
-    neither updates nor clips D, and DDP does not reduce its gradients. D stays in float32; its
-    Adam is PyTorch's fused one (one kernel per parameter instead of about eight passes over
-    D's 2.6M first-layer weights).
-    The gradient penalty interpolates ``eps * real + (1 - eps) * fake`` (Algorithm 1's
-    ``v_hat = v eps + v' (1 - eps)``), or ``eps * fake + (1 - eps) * real`` when ``eps_on_fake``
-    (Algorithm 2's ``h_hat = hT eps + h' (1 - eps)``).
+    A ``BaseException`` (as ``KeyboardInterrupt`` and ``asyncio.CancelledError`` are): fairseq's
+    trainer loads the criterion state inside ``except Exception`` and replaces whatever it
+    catches by its generic "please ensure that the architectures match"; this one passes
+    through, so that its message is the last line the user sees.
     """
-
-    def __init__(
-        self,
-        critic: MultilayerCritic,
-        lr: float,
-        betas: tuple[float, float],
-        lambda_gp: float,
-        eps_on_fake: bool,
-    ) -> None:
-        self.critic = critic.float()
-        self.optimizer = torch.optim.Adam(critic.parameters(), lr=lr, betas=betas, fused=True)
-        self.lambda_gp = lambda_gp
-        self.eps_on_fake = eps_on_fake
-        self._synced = False
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.critic.parameters()).device
-
-    def follow(self, hidden: Tensor) -> None:
-        """Move D and its Adam moments to the device of ``hidden`` (hT) if they are elsewhere,
-        keeping float32: D is no submodule, so ``criterion.to()`` leaves it where it is."""
-        if hidden.device != self.device:
-            self.to_device(hidden.device)
-
-    def to_device(self, device: torch.device) -> None:
-        """Move D and its Adam moments to ``device``, keeping float32."""
-        self.critic.to(device=device)
-        # Adam casts its state to its parameters' device when loading
-        self.optimizer.load_state_dict(self.optimizer.state_dict())
-
-    def score_frozen(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
-        """D's scores as a function of its inputs only: gradients reach ``x``/``condition``,
-        never D's parameters (they are detached)."""
-        params = {name: p.detach() for name, p in self.critic.named_parameters()}
-
-        def frozen(*inputs: Tensor) -> Tensor:
-            return torch.func.functional_call(self.critic, params, inputs)
-
-        with _no_autocast(x):
-            return frozen(x.float(), None if condition is None else condition.float())
-
-    def estimate(self, real: Tensor, fake: Tensor, condition: Tensor | None = None) -> Tensor:
-        """Wasserstein estimate ``mean D(real) - mean D(fake)``, without gradients."""
-        with torch.no_grad():
-            return (
-                self.score_frozen(real, condition).mean()
-                - self.score_frozen(fake, condition).mean()
-            )
-
-    def step(
-        self, real: Tensor, fake: Tensor, condition: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """One WGAN-GP update of D (eq. 5), minimising
-        ``mean D(fake) - mean D(real) + lambda_gp * mean_b (||grad D(x_hat_b)|| - 1)^2``.
-
-        Inputs are detached and cast to float32, and gradients are taken with
-        ``torch.autograd.grad`` for D's parameters only, so nothing is written into the
-        ``.grad`` of the model or G. Under data parallelism D's gradients are averaged over
-        the data-parallel ranks first. Returns (critic loss, Wasserstein estimate, mean
-        penalty), all measured before the update.
-        """
-        real, fake = real.detach().float(), fake.detach().float()
-        condition = None if condition is None else condition.detach().float()
-        params = list(self.critic.parameters())
-        self._sync_across_ranks()
-        with torch.enable_grad(), _no_autocast(real):
-            x_a, x_b = (fake, real) if self.eps_on_fake else (real, fake)
-            scores_a, scores_b, penalty = wgan_gp_terms(self.critic, x_a, x_b, condition)
-            real_scores, fake_scores = scores_a, scores_b
-            if self.eps_on_fake:
-                real_scores, fake_scores = fake_scores, real_scores
-            wasserstein = real_scores.mean() - fake_scores.mean()
-            penalty = penalty.mean()
-            loss = self.lambda_gp * penalty - wasserstein
-            grads = torch.autograd.grad(loss, params)
-        self._average_across_ranks(grads)
-        for param, grad in zip(params, grads, strict=True):
-            param.grad = grad
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach(), wasserstein.detach(), penalty.detach()
-
-    def _sync_across_ranks(self) -> None:
-        """Once, before the first update: copy D from the first data-parallel rank."""
-        if self._synced:
-            return
-        self._synced = True
-        if distributed_utils.get_data_parallel_world_size() == 1:
-            return
-        group = distributed_utils.get_data_parallel_group()
-        source = torch.distributed.get_global_rank(group, 0)
-        for tensor in self.critic.state_dict().values():
-            torch.distributed.broadcast(tensor, src=source, group=group)
-
-    @staticmethod
-    def _average_across_ranks(grads: Sequence[Tensor]) -> None:
-        """All-reduce (average) D's gradients in place over the data-parallel ranks."""
-        world_size = distributed_utils.get_data_parallel_world_size()
-        if world_size == 1:
-            return
-        flat = torch.cat([grad.reshape(-1) for grad in grads])
-        distributed_utils.all_reduce(flat, distributed_utils.get_data_parallel_group())
-        flat.div_(world_size)
-        offset = 0
-        for grad in grads:
-            grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
-            offset += grad.numel()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.critic.load_state_dict(state["critic"])
-        # Adam keeps loaded tensors that already match (no copy): never alias the caller's
-        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
 
 
 def hidden_size_of(model: Any) -> int:
@@ -309,6 +215,7 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
             ignore_prefix_size=cfg.ignore_prefix_size,
             report_accuracy=cfg.report_accuracy,
         )
+        check_options(cfg)
         mode = str(cfg.reconstruction)
         feature_dim = feature_size_of(task)
         hidden_dim = hidden_size_of(model if model is not None else trained_model_of(task))
@@ -328,8 +235,6 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
             self.generator = VisualFeatureGenerator(hidden_dim, feature_dim)
         self.critic: CriticTrainer | None = None
         if mode != "mse":
-            if cfg.critic_iters < 1:
-                raise ValueError(f"--critic-iters must be >= 1, got {cfg.critic_iters}")
             hidden_sizes = parse_hidden_sizes(
                 DEFAULT_CRITIC_HIDDEN[mode] if cfg.critic_hidden is None else cfg.critic_hidden
             )
@@ -453,14 +358,40 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restore D and its Adam state from ``load_state_dict``."""
-        if self.critic is None and state:
-            raise ValueError("criterion state holds a critic D, but --reconstruction mse has none")
-        if self.critic is not None and not state:
-            raise ValueError(
-                f"criterion state has no critic D for --reconstruction {self.reconstruction}"
-            )
         if self.critic is not None:
             self.critic.load_state_dict(state)
+
+    def state_mismatch(self, state_dict: dict[str, Any]) -> str | None:
+        """What keeps ``state_dict`` (a checkpoint's criterion state) from fitting, if anything."""
+        extra = state_dict.get("_extra_state") or {}
+        if self.critic is None and extra:
+            return "it holds a critic D (q-waae or g-wgan), and mse has none"
+        if self.critic is not None and not extra:
+            return "it holds no critic D (mse, or the NLL criterion)"
+        own = {k: v for k, v in self.state_dict().items() if k != "_extra_state"}
+        given = {k: v for k, v in state_dict.items() if k != "_extra_state"}
+        if self.critic is not None:
+            own.update({f"D.{k}": v for k, v in self.critic.critic.state_dict().items()})
+            given.update({f"D.{k}": v for k, v in extra["critic"].items()})
+        if own.keys() != given.keys():
+            return f"its parameters are {sorted(given)}, this criterion's {sorted(own)}"
+        for name, tensor in own.items():
+            if tuple(given[name].shape) != tuple(tensor.shape):
+                return (
+                    f"{name} is {tuple(given[name].shape)} there, {tuple(tensor.shape)} here "
+                    "(other G or D sizes: --noise-dim, --critic-hidden, or another model)"
+                )
+        return None
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        problem = self.state_mismatch(state_dict)
+        if problem is not None:
+            raise CriterionStateMismatch(
+                f"the checkpoint's criterion state does not fit --reconstruction "
+                f"{self.reconstruction}: {problem}. Resume with the --reconstruction, "
+                "--noise-dim and --critic-hidden it was trained with, or start a new --save-dir"
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @classmethod
     def reduce_metrics(cls, logging_outputs: list[dict[str, Any]]) -> None:

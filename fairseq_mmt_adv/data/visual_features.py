@@ -76,12 +76,25 @@ def feature_statistics(array: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
 
 
+def describe_shape(shape) -> str:
+    """A feature row's shape in words: pooled (D) or spatial (K regions of D)."""
+    if shape is None:
+        return "unknown shape"
+    if len(shape) == 1:
+        return f"pooled (D={shape[0]})"
+    return f"spatial (K={shape[0]} regions of D={shape[-1]})"
+
+
 class FeatureNormalizer:
     """Normalizes feature rows: ``none``, ``l2`` (unit norm per vector) or ``standardize``.
 
     ``standardize`` subtracts the train-split mean and divides by its standard deviation, per
-    dimension; the statistics travel in the checkpoint so decoding uses the same ones.
+    dimension; the statistics travel in the checkpoint so decoding uses the same ones. A
+    dimension that is constant over the train split (std <= ``CONSTANT``) carried no information
+    in training, so it is 0 whatever its value (its weights never learnt to read it).
     """
+
+    CONSTANT = 1e-6
 
     def __init__(
         self,
@@ -95,13 +108,17 @@ class FeatureNormalizer:
             raise ValueError("standardize needs the train-split mean and standard deviation")
         self.method = method
         self.mean = mean
-        self.std = None if std is None else std.clamp_min(1e-6)
+        self.scale = None
+        if std is not None:
+            informative = std > self.CONSTANT
+            self.scale = torch.where(informative, 1 / std.clamp_min(self.CONSTANT), 0.0)
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         if self.method == "l2":
             return features / features.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         if self.method == "standardize":
-            return (features - self.mean) / self.std
+            mean, scale = self.mean.to(features), self.scale.to(features)
+            return (features - mean) * scale
         return features
 
 
@@ -112,7 +129,8 @@ class VisualFeatureDataset(torch.utils.data.Dataset):
         path: the split's ``.npy`` file.
         num_sentences: sentences in the split; the file must have exactly as many rows.
         expected_dim: feature size D the model was (or will be) built for, if known.
-        normalizer: applied to every fetched row.
+        expected_shape: a row's shape the model was trained on (``[D]`` pooled, ``[K, D]``
+            spatial), if known.
         shuffle_seed: if given, sentence ``i`` gets the row of a fixed random permutation
             (the incongruent-image test).
     """
@@ -121,8 +139,8 @@ class VisualFeatureDataset(torch.utils.data.Dataset):
         self,
         path: str,
         num_sentences: int,
-        normalizer: FeatureNormalizer,
         expected_dim: int | None = None,
+        expected_shape: list[int] | None = None,
         shuffle_seed: int | None = None,
     ) -> None:
         self.path = path
@@ -139,8 +157,13 @@ class VisualFeatureDataset(torch.utils.data.Dataset):
                 "expected (the size of the train split's features, which the model is built "
                 "for); use features from the same extractor and layer for every split"
             )
+        if expected_shape is not None and list(self.shape) != list(expected_shape):
+            raise VisualFeatureError(
+                f"visual feature file {path} holds {describe_shape(self.shape)} features but the "
+                f"model was trained on {describe_shape(expected_shape)} ones; use features of "
+                "the same extractor and layer as for training"
+            )
         check_finite(self.array, path)
-        self.normalizer = normalizer
         self.row_of_sentence: np.ndarray | None = None
         if shuffle_seed is not None:
             self.row_of_sentence = np.random.RandomState(shuffle_seed).permutation(num_sentences)
@@ -149,6 +172,11 @@ class VisualFeatureDataset(torch.utils.data.Dataset):
     def dim(self) -> int:
         return int(self.array.shape[-1])
 
+    @property
+    def shape(self) -> list[int]:
+        """A row's shape: ``[D]`` or ``[K, D]``."""
+        return [int(n) for n in self.array.shape[1:]]
+
     def __len__(self) -> int:
         return len(self.array)
 
@@ -156,11 +184,12 @@ class VisualFeatureDataset(torch.utils.data.Dataset):
         return self.rows(torch.tensor([index]))[0]
 
     def rows(self, sentence_ids: torch.Tensor) -> torch.Tensor:
-        """Normalized float32 features of these sentences, in order (B x D or B x K x D)."""
+        """Raw float32 features of these sentences, in order (B x D or B x K x D); the task
+        normalizes them (``normalize_visual_features``)."""
         ids = sentence_ids.cpu().numpy()
         if self.row_of_sentence is not None:
             ids = self.row_of_sentence[ids]
         order = np.argsort(ids, kind="stable")  # sorted reads are kinder to the memory map
         block = np.empty((len(ids),) + self.array.shape[1:], dtype=np.float32)
         block[order] = self.array[ids[order]]
-        return self.normalizer(torch.from_numpy(block))
+        return torch.from_numpy(block)

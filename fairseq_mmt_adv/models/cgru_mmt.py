@@ -35,6 +35,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from fairseq_mmt_adv.models.cgru_steps import CGRU_IMPLEMENTATIONS, build_steps
 from fairseq_mmt_adv.models.final_hidden import last_real_state
+from fairseq_mmt_adv.models.missing_image import missing_image_error
 from fairseq_mmt_adv.modules.visual_fusion import VISUAL_FUSIONS, build_visual_fusion
 
 DEFAULT_MAX_POSITIONS = int(1e5)
@@ -125,6 +126,7 @@ class ConditionalGRUMultimodalModel(FairseqEncoderDecoderModel):
             hidden_size=args.encoder_hidden_size,
             dropout_in=args.encoder_dropout_in,
             dropout_out=args.encoder_dropout_out,
+            visual_fusion=args.visual_fusion,
         )
         decoder = ConditionalGRUDecoder(
             task.target_dictionary,
@@ -171,8 +173,10 @@ class BiGRUEncoder(FairseqEncoder):
         hidden_size: int = 512,
         dropout_in: float = 0.3,
         dropout_out: float = 0.3,
+        visual_fusion: str = "ctx-mul",
     ) -> None:
         super().__init__(dictionary)
+        self.visual_fusion = visual_fusion  # whether the features are needed
         self.padding_idx = dictionary.pad()
         self.embed_tokens = nn.Embedding(len(dictionary), embed_dim, self.padding_idx)
         self.dropout_in = nn.Dropout(dropout_in)
@@ -186,12 +190,10 @@ class BiGRUEncoder(FairseqEncoder):
         src_lengths: Tensor | None = None,
         visual_features: Tensor | None = None,
     ) -> EncoderOut:
-        """Encode a (left- or right-padded) batch; ``visual_features`` ride along unchanged."""
-        if visual_features is None:
-            raise ValueError(
-                "cgru_mmt needs net_input['visual_features']: train and decode with "
-                "--task multimodal_translation --visual-features DIR"
-            )
+        """Encode a (left- or right-padded) batch; ``visual_features`` ride along unchanged
+        (a text-only model, ``--visual-fusion none``, needs none)."""
+        if visual_features is None and VISUAL_FUSIONS[self.visual_fusion].uses_image:
+            raise missing_image_error("cgru_mmt", self.visual_fusion)
         # fairseq left-pads sources by default; packing wants right padding
         src_tokens = utils.convert_padding_direction(
             src_tokens, self.padding_idx, left_to_right=True
@@ -204,13 +206,15 @@ class BiGRUEncoder(FairseqEncoder):
         annotations, _ = pad_packed_sequence(
             annotations, batch_first=True, total_length=src_tokens.size(1)
         )
-        return {
+        encoder_out = {
             "annotations": self.dropout_out(annotations),  # B x S x 2H
             "padding_mask": padding_mask,  # B x S
-            "visual_features": visual_features.to(annotations.dtype),  # B x D or B x K x D
             # which source sentence each row is: beam search repeats rows, see decoder_state
             "sentence_ids": torch.arange(src_tokens.size(0), device=src_tokens.device),
         }
+        if visual_features is not None:  # B x D or B x K x D
+            encoder_out["visual_features"] = visual_features.to(annotations.dtype)
+        return encoder_out
 
     def reorder_encoder_out(self, encoder_out: EncoderOut, new_order: Tensor) -> EncoderOut:
         if keeps_sentences(encoder_out["sentence_ids"], new_order):
@@ -392,7 +396,7 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
             "keys": self.attention.keys(annotations),
             "sentence_ids": encoder_out["sentence_ids"],
         }
-        fused_visual = self.fusion.precompute(encoder_out["visual_features"])
+        fused_visual = self.fusion.precompute(encoder_out.get("visual_features"))
         return {**state, **self.steps.precompute(self, encoder_out, fused_visual)}
 
     def output_layer(self, hidden_states: Tensor) -> Tensor:

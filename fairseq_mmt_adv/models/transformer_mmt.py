@@ -26,6 +26,7 @@ from fairseq.models.transformer import (
 from torch import Tensor
 
 from fairseq_mmt_adv.models.final_hidden import last_real_state
+from fairseq_mmt_adv.models.missing_image import missing_image_error
 from fairseq_mmt_adv.modules.encoder_fusion import ENCODER_FUSIONS, build_encoder_fusion
 
 
@@ -68,11 +69,7 @@ class TransformerMMTEncoder(TransformerEncoderBase):
         token_embeddings: Tensor | None = None,
     ):
         if self.fusion.uses_image and visual_features is None:
-            raise ValueError(
-                "this transformer_mmt model fuses the image but got no "
-                "net_input['visual_features']: train and decode with --task "
-                "multimodal_translation --visual-features DIR"
-            )
+            raise missing_image_error("transformer_mmt", self.cfg.visual_fusion)
         encoder_out = super().forward(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
         encoder_out["encoder_out"] = [self.fusion(encoder_out["encoder_out"][0], visual_features)]
         return encoder_out

@@ -21,6 +21,7 @@ class VisualFusion(nn.Module, ABC):
     """
 
     linear_in_context = False
+    uses_image = True
 
     @abstractmethod
     def precompute(self, visual_features: Tensor) -> Tensor | None:
@@ -35,11 +36,12 @@ class NoVisualFusion(VisualFusion):
     """The text-only ("no v") ablation: c_t = W^c c'_t, the feature is ignored."""
 
     linear_in_context = True
+    uses_image = False
 
     def __init__(self, visual_feature_dim: int, context_dim: int) -> None:
         super().__init__()
 
-    def precompute(self, visual_features: Tensor) -> Tensor | None:
+    def precompute(self, visual_features: Tensor | None) -> Tensor | None:
         return None
 
     def forward(self, context: Tensor, precomputed: Tensor | None) -> Tensor:

@@ -1,23 +1,29 @@
 """The ``multimodal_translation`` task: translation whose samples carry the image's feature."""
 
 import logging
+import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
+import torch
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from omegaconf import II
 
+from fairseq_mmt_adv.checkpoint_compat import read_task_state
 from fairseq_mmt_adv.data.multimodal_language_pair_dataset import MultimodalLanguagePairDataset
 from fairseq_mmt_adv.data.visual_features import (
     NORMALIZATIONS,
     FeatureNormalizer,
     VisualFeatureDataset,
     VisualFeatureError,
+    describe_shape,
     feature_path,
     feature_statistics,
     open_feature_file,
 )
+from fairseq_mmt_adv.modules.diverse_beam_search import DiverseBeamSearchByRow
 
 logger = logging.getLogger(__name__)
 
@@ -29,110 +35,297 @@ INCONGRUENT_IMAGES_SEED = 1
 class MultimodalTranslationConfig(TranslationConfig):
     visual_features: Optional[str] = field(
         default=None,
-        metadata={
-            "help": "directory with one DIR/{split}.npy per split (train, valid, test, test1, "
-            "...): float16/float32, shape (N, D) pooled or (N, K, D) spatial, row i = sentence "
-            "i. Given to fairseq-generate it overrides the directory stored in the checkpoint."
-        },
+        metadata={"help": "directory with one DIR/{split}.npy of image features per split"},
     )
     visual_feature_norm: ChoiceEnum(NORMALIZATIONS) = field(
         default="standardize",
-        metadata={
-            "help": "standardize (default): per-dimension train mean/std, stored in the "
-            "checkpoint; gives W^feat v the unit scale its initialization expects (with l2, "
-            "tanh(W^feat v) starts at a few hundredths and shrinks the context as much, which "
-            "slows learning); l2: unit norm per feature vector; none: raw features. Decoding "
-            "always uses the checkpoint's choice."
-        },
+        metadata={"help": "feature normalization; decoding uses the checkpoint's"},
     )
     shuffle_visual_features: bool = field(
         default=False,
-        metadata={
-            "help": "evaluation only: give every non-train split's sentences the features of "
-            "other sentences (a fixed permutation), to measure how much a model relies on "
-            "the right image (incongruent-image test)"
-        },
+        metadata={"help": "evaluation only: give each sentence another sentence's image"},
+    )
+    accept_new_train_features: bool = field(
+        default=False,
+        metadata={"help": "resume on train features that differ from the checkpoint's"},
     )
     rebuild_batches: bool = field(
         default=True,
-        metadata={
-            "help": "build the batches anew for every epoch (seeded by seed + epoch). fairseq "
-            "otherwise builds them once, seeded by the epoch it starts at, so a run resumed "
-            "from a checkpoint would see other batches than an uninterrupted one"
-        },
+        metadata={"help": "new batches every epoch, so that a resumed run sees the same ones"},
     )
+    # where the model runs (read from fairseq's own flags; no flags of their own)
+    cpu: bool = II("common.cpu")
+    fp16: bool = II("common.fp16")
+    bf16: bool = II("common.bf16")
+    amp: bool = II("common.amp")
+    # where fairseq-train resumes from
+    save_dir: str = II("checkpoint.save_dir")
+    restore_file: str = II("checkpoint.restore_file")
+    checkpoint_suffix: str = II("checkpoint.checkpoint_suffix")
+
+
+def refuse_half_precision_on_cpu(cfg) -> None:
+    """fairseq's --fp16 needs CUDA, --bf16 means a TPU to it, and --amp does nothing on a CPU."""
+    flags = [f"--{name}" for name in ("fp16", "bf16", "amp") if getattr(cfg, name, False)]
+    if flags and (getattr(cfg, "cpu", False) or not torch.cuda.is_available()):
+        raise ValueError(
+            f"{' '.join(flags)} on the CPU: fairseq's --fp16 needs a CUDA GPU, its --bf16 a TPU, "
+            "and its --amp does nothing on a CPU. On the CPU train and decode in float32: drop "
+            f"{' and '.join(flags)}."
+        )
+
+
+def same_value(a, b) -> bool:
+    """Equality of task-state values: ints, shape lists, (mean, std) pairs of tensors."""
+    if isinstance(a, (tuple, list)) and a and isinstance(a[0], torch.Tensor):
+        return all(
+            x.shape == y.shape and torch.allclose(x, y, rtol=1e-4, atol=1e-6)
+            for x, y in zip(a, b, strict=True)
+        )
+    return list(a) == list(b) if isinstance(a, (tuple, list)) else a == b
+
+
+def describe(key: str, value) -> str:
+    if key == "visual_feature_shape":
+        return describe_shape(value)
+    if key == "visual_feature_stats":
+        mean, std = value
+        return f"mean {mean.mean().item():.4g} / std {std.mean().item():.4g} (averaged over D)"
+    return str(value)
+
+
+# The task state that says what the model was trained on, compared when a run resumes.
+TRAINED_ON = ("visual_feature_dim", "visual_feature_shape", "visual_feature_stats")
+NORMALIZED = "visual_features_normalized"  # sample key: its features are normalized already
 
 
 @register_task("multimodal_translation", dataclass=MultimodalTranslationConfig)
 class MultimodalTranslationTask(TranslationTask):
     """Translation whose batches also carry ``net_input["visual_features"]``.
 
-    The feature size of the train split, and with ``--visual-feature-norm standardize`` its
-    statistics, are task state: they are saved in checkpoints so that decoding checks and
-    normalizes features exactly as training did, without the train features at hand.
+    What the model was trained on is task state, saved in checkpoints: the feature directory
+    (absolute), the features' shape (pooled D or spatial K x D), the normalization and, for
+    ``standardize``, the train split's statistics. Decoding checks and normalizes features as
+    training did, without the train features at hand; a resumed run keeps them too.
+    Batches carry raw features; :meth:`normalize_visual_features` is the one normalization,
+    applied by ``train_step``, ``valid_step`` and ``inference_step`` to every sample.
     """
 
     cfg: MultimodalTranslationConfig
 
     def __init__(self, cfg: MultimodalTranslationConfig, src_dict, tgt_dict) -> None:
         super().__init__(cfg, src_dict, tgt_dict)
+        refuse_half_precision_on_cpu(cfg)
         # the model built last; fairseq builds the criterion for it next (see build_model)
         self.trained_model = None
-        self.state.add_factory("visual_feature_dim", self._train_feature_dim)
-        self.state.add_factory("visual_feature_stats", self._train_feature_statistics)
+        self._decoding_state = False  # True once a checkpoint's state has been loaded
+        self._resume_checked = False
+        self._normalizer_cache: tuple[Any, FeatureNormalizer] | None = None
+        self.state.add_factory("visual_features_dir", self._given_features_dir)
+        self.state.add_factory("visual_feature_dim", lambda: self._trained_on("visual_feature_dim"))
+        self.state.add_factory(
+            "visual_feature_shape", lambda: self._trained_on("visual_feature_shape")
+        )
+        self.state.add_factory(
+            "visual_feature_stats", lambda: self._trained_on("visual_feature_stats")
+        )
+        self.state.add_factory("visual_feature_norm", lambda: str(self.cfg.visual_feature_norm))
 
     @property
     def visual_feature_dim(self) -> int:
         """Feature size D the model is built for (that of the train split's features)."""
         return self.state.visual_feature_dim
 
-    def features_dir(self, task_cfg=None) -> str:
-        directory = self.cfg.visual_features or getattr(task_cfg, "visual_features", None)
-        if not directory:
+    # ------------------------------------------------------------------ where the features are
+
+    def _given_features_dir(self) -> str:
+        if not self.cfg.visual_features:
             raise VisualFeatureError(
                 "the multimodal_translation task needs --visual-features DIR, a directory "
                 "holding DIR/{split}.npy for every split"
             )
-        return directory
+        return os.path.abspath(self.cfg.visual_features)
 
-    def _train_feature_path(self) -> str:
-        return feature_path(self.features_dir(), self.cfg.train_subset)
+    def features_dir(self, task_cfg=None) -> str:
+        """``--visual-features`` if given, else the directory the checkpoint stores."""
+        if self.cfg.visual_features or not self._decoding_state:
+            return self._given_features_dir()
+        stored = self.state.state_dict.get("visual_features_dir")
+        if stored is None:  # a checkpoint written before the directory was task state
+            stored = getattr(task_cfg, "visual_features", None) or self._given_features_dir()
+            if not os.path.isabs(stored):
+                logger.warning(
+                    f"the checkpoint stores the relative feature directory {stored}: taken as "
+                    f"{os.path.abspath(stored)}; give --visual-features DIR to use another"
+                )
+        logger.info(
+            f"visual features from the directory stored in the checkpoint: {stored} (give "
+            "--visual-features DIR to use another)"
+        )
+        return os.path.abspath(stored)
 
-    def _train_feature_dim(self) -> int:
-        return int(open_feature_file(self._train_feature_path()).shape[-1])
+    def _train_features(self):
+        return open_feature_file(self._train_path())
 
-    def _train_feature_statistics(self):
-        path = self._train_feature_path()
+    def _measure(self, key: str):
+        """``key`` of the task state, measured on the train split's features."""
+        if key == "visual_feature_dim":
+            return int(self._train_features().shape[-1])
+        if key == "visual_feature_shape":
+            return list(self._train_features().shape[1:])
+        path = self._train_path()
         logger.info(f"computing visual feature mean/std over {path}")
-        return feature_statistics(open_feature_file(path))
+        mean, std = feature_statistics(self._train_features())
+        constant = int((std <= FeatureNormalizer.CONSTANT).sum())
+        if constant:
+            logger.warning(
+                f"{constant} of {len(std)} feature dimensions are constant over {path}: they "
+                "carry no information, and are set to 0 whatever their value when decoding"
+            )
+        return mean, std
 
-    def _normalizer(self, method: str) -> FeatureNormalizer:
-        if method == "standardize":
-            mean, std = self.state.visual_feature_stats
-            return FeatureNormalizer(method, mean, std)
-        return FeatureNormalizer(method)
+    def _trained_on(self, key: str):
+        """``key`` of what the model is trained on: the resumed checkpoint's, else measured."""
+        if not self._decoding_state and not self._resume_checked:
+            self._resume_checked = True
+            self._adopt_resumed_state()
+        if key in self.state.state_dict:
+            return self.state.state_dict[key]
+        if key == "visual_feature_shape" and self._decoding_state:
+            return None  # a checkpoint written before the shape was recorded: D is checked
+        return self._measure(key)
+
+    # ------------------------------------------------------------------ resuming
+
+    def _resume_path(self) -> str | None:
+        """The checkpoint fairseq-train resumes from, as fairseq chooses it, if it exists."""
+        restore = self.cfg.restore_file
+        if restore == "checkpoint_last.pt":
+            restore = os.path.join(
+                self.cfg.save_dir, f"checkpoint_last{self.cfg.checkpoint_suffix}.pt"
+            )
+        return restore if os.path.isfile(restore) else None
+
+    def _adopt_resumed_state(self) -> None:
+        """When training resumes, take what the model was trained on from the checkpoint, after
+        checking that the train features now given are the same (fairseq restores the model,
+        but not the task's state, on resume)."""
+        path = self._resume_path()
+        if path is None:
+            return
+        stored = read_task_state(path)
+        measured = {key: self._measure(key) for key in TRAINED_ON if key in stored}
+        differences = [
+            f"{key}: the checkpoint's is {describe(key, stored[key])}, {self._train_path()} "
+            f"gives {describe(key, value)}"
+            for key, value in measured.items()
+            if not same_value(stored[key], value)
+        ]
+        if stored.get("visual_feature_norm", self.cfg.visual_feature_norm) != str(
+            self.cfg.visual_feature_norm
+        ):
+            differences.append(
+                f"normalization: the checkpoint's is {stored['visual_feature_norm']}, "
+                f"--visual-feature-norm is {self.cfg.visual_feature_norm}"
+            )
+        sizes_differ = any(key in d for d in differences for key in TRAINED_ON[:2])
+        if differences and (sizes_differ or not self.cfg.accept_new_train_features):
+            raise VisualFeatureError(
+                f"resuming {path}, trained on other features than those given now: "
+                + "; ".join(differences)
+                + ". Resume with the --visual-features directory and options it was trained "
+                "with, or start a new --save-dir"
+                + (
+                    ""
+                    if sizes_differ
+                    else ", or give --accept-new-train-features to go on "
+                    "with these, normalized as the checkpoint's were"
+                )
+            )
+        if differences:
+            logger.warning(f"--accept-new-train-features: {'; '.join(differences)}")
+        keys = [*TRAINED_ON, "visual_feature_norm"]
+        self.state.merge_state_dict({k: stored[k] for k in keys if k in stored})
+        logger.info(f"visual feature state of {path} restored ({', '.join(sorted(stored))})")
+
+    def _train_path(self) -> str:
+        return feature_path(self.state.visual_features_dir, self.cfg.train_subset)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A checkpoint's task state (fairseq calls this when it loads a model to decode)."""
+        self._decoding_state = True
+        super().load_state_dict(state_dict)
+
+    # ------------------------------------------------------------------ normalization
+
+    def normalize_visual_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Raw features (B x D or B x K x D) normalized as the model was trained: the one
+        normalization that every path (training, validation, decoding, translation) applies."""
+        method = str(self.state.visual_feature_norm)
+        stats = self.state.visual_feature_stats if method == "standardize" else None
+        if self._normalizer_cache is None or self._normalizer_cache[0] is not stats:
+            mean, std = stats if stats is not None else (None, None)
+            self._normalizer_cache = (stats, FeatureNormalizer(method, mean, std))
+        return self._normalizer_cache[1](features)
+
+    def normalized_sample(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """``sample`` with its ``net_input["visual_features"]`` normalized, once: a sample
+        normalized already, or one without features (a text-only model's), is returned as is."""
+        net_input = sample.get("net_input") if sample else None
+        if not net_input or sample.get(NORMALIZED) or net_input.get("visual_features") is None:
+            return sample
+        features = self.normalize_visual_features(net_input["visual_features"])
+        return {**sample, NORMALIZED: True, "net_input": {**net_input, "visual_features": features}}
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        sample = self.normalized_sample(sample)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
+    def valid_step(self, sample, model, criterion):
+        return super().valid_step(self.normalized_sample(sample), model, criterion)
+
+    def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        return super().inference_step(
+            generator, models, self.normalized_sample(sample), prefix_tokens, constraints
+        )
+
+    def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kw):
+        """fairseq's generator; with ``--diverse-beam-groups`` its search is mended so that
+        batches after the first decode (:mod:`fairseq_mmt_adv.modules.diverse_beam_search`)."""
+        generator = super().build_generator(
+            models, args, seq_gen_cls=seq_gen_cls, extra_gen_cls_kwargs=extra_gen_cls_kwargs, **kw
+        )
+        groups = getattr(args, "diverse_beam_groups", -1) or -1
+        if groups > 0 and hasattr(generator, "search"):
+            strength = getattr(args, "diverse_beam_strength", 0.5)
+            generator.search = DiverseBeamSearchByRow(self.target_dictionary, groups, strength)
+        return generator
+
+    # ------------------------------------------------------------------ data and model
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
-        """Load a split's sentences (as ``translation`` does) and its aligned features.
+        """Load a split's sentences (as ``translation`` does) and its aligned raw features.
 
-        ``fairseq-generate`` passes the checkpoint's task config as ``task_cfg``: its feature
-        directory is used unless ``--visual-features`` is given, and its normalization always.
+        ``fairseq-generate`` passes the checkpoint's task config as ``task_cfg``: for checkpoints
+        that predate the task state, its feature directory and normalization are used.
         """
         task_cfg = kwargs.pop("task_cfg", None)
+        if task_cfg is not None and "visual_feature_norm" not in self.state.state_dict:
+            self.state.merge_state_dict({"visual_feature_norm": str(task_cfg.visual_feature_norm)})
         super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
         sentences = self.datasets[split]
-        norm = getattr(task_cfg, "visual_feature_norm", None) or self.cfg.visual_feature_norm
         shuffle = self.cfg.shuffle_visual_features and split != self.cfg.train_subset
         features = VisualFeatureDataset(
             feature_path(self.features_dir(task_cfg), split),
             num_sentences=len(sentences),
-            normalizer=self._normalizer(str(norm)),
             expected_dim=self.visual_feature_dim,
+            expected_shape=self.state.visual_feature_shape,
             shuffle_seed=INCONGRUENT_IMAGES_SEED if shuffle else None,
         )
         logger.info(
-            f"{split}: {len(features)} visual features of shape {features.array.shape[1:]} "
-            f"from {features.path} ({norm} normalization{', shuffled' if shuffle else ''})"
+            f"{split}: {len(features)} visual features, {describe_shape(features.shape)}, from "
+            f"{features.path} ({self.state.visual_feature_norm} normalization"
+            f"{', shuffled' if shuffle else ''})"
         )
         self.datasets[split] = MultimodalLanguagePairDataset(sentences, features)
 
