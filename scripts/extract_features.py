@@ -6,10 +6,12 @@
         --out features/train.npy --weights resnet50-11ad3fa6.pth [--layer pool5|res4f]
 
 Row ``i`` of the output is the image on line ``i`` of the split file (COCO lines such as
-``COCO_val2014_000000391895.jpg#2`` name the file before ``#``). ``pool5`` gives ``(N, 2048)``
-(global average pool of the last block), ``res4f`` gives ``(N, 196, 1024)`` (the output of
-``layer3`` for a 224 x 224 input, its 14 x 14 locations flattened row-major). Images are resized
-(shorter side 256), center-cropped to 224 and normalized with the ImageNet mean and std.
+``COCO_val2014_000000391895.jpg#2`` name the file before ``#``). The network, preprocessing and
+layers (``pool5``: ``(N, 2048)``; ``res4f``: ``(N, 196, 1024)``) are those of
+:mod:`fairseq_mmt_adv.image_features`, which the translator uses on new images too. When the
+file is complete, ``OUT.extractor.json`` beside it says what made it (layer, weights and their
+sha256, dtype); training records it in the checkpoint, so that translating new images uses the
+same extractor.
 
 The run is resumable: rows go into a memory-mapped ``OUT.partial`` and ``OUT.progress`` records
 how many are done together with a fingerprint of the split file, layer, weights and dtype. Run the
@@ -27,189 +29,26 @@ import json
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import torch
-from PIL import Image
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-RESIZE = 256
-CROP = 224
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-LAYER_SHAPES = {"pool5": (2048,), "res4f": (196, 1024)}
-RANDOM_SEED = 0
-WEIGHT_URLS = {
-    "IMAGENET1K_V2 (torchvision's default)": "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
-    "IMAGENET1K_V1 (the original ResNet-50 training)": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-}
+from fairseq_mmt_adv.image_features import (
+    CROP,
+    LAYER_SHAPES,
+    WEIGHT_URLS,
+    ExtractionError,
+    describe,
+    forward_features,
+    load_model,
+    read_image,
+    weights_name,
+    write_description,
+)
+
 MISSING_SHOWN = 5
-
-
-class ExtractionError(Exception):
-    """A problem with the input files or options, reported without a traceback."""
-
-
-# ---------------------------------------------------------------------------------------------
-# ResNet-50 with torchvision's module names (state_dict keys), for when torchvision is missing
-
-
-class Bottleneck(nn.Module):
-    """torchvision's ResNet v1.5 bottleneck: 1x1, 3x3 (carries the stride), 1x1 expanding x4."""
-
-    expansion = 4
-
-    def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
-    ) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
-
-
-class ResNet50(nn.Module):
-    """ResNet-50 (layers 3, 4, 6, 3) whose state_dict matches ``torchvision.models.resnet50``."""
-
-    def __init__(self, num_classes: int = 1000) -> None:
-        super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(64, 3, stride=1)
-        self.layer2 = self._make_layer(128, 4, stride=2)
-        self.layer3 = self._make_layer(256, 6, stride=2)
-        self.layer4 = self._make_layer(512, 3, stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * Bottleneck.expansion, num_classes)
-
-    def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        width = planes * Bottleneck.expansion
-        downsample = nn.Sequential(
-            nn.Conv2d(self.inplanes, width, kernel_size=1, stride=stride, bias=False),
-            nn.BatchNorm2d(width),
-        )
-        layers = [Bottleneck(self.inplanes, planes, stride, downsample)]
-        self.inplanes = width
-        layers += [Bottleneck(width, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """ImageNet logits ``(B, num_classes)``."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
-def torchvision_models() -> ModuleType | None:
-    """``torchvision.models`` if torchvision imports here, else ``None``."""
-    try:
-        import torchvision.models as models
-    except Exception:  # an ImportError, or a torchvision built for another torch
-        return None
-    return models
-
-
-def build_resnet50() -> nn.Module:
-    """A ResNet-50 before loading weights: torchvision's if it imports, else the built-in one."""
-    models = torchvision_models()
-    return ResNet50() if models is None else models.resnet50(weights=None)
-
-
-def randomize_(model: nn.Module, seed: int = RANDOM_SEED) -> None:
-    """Seeded initialisation (torchvision's for conv and batch norm), same for either network."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(
-                module.weight, mode="fan_out", nonlinearity="relu", generator=generator
-            )
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-            module.reset_running_stats()
-        elif isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.01, generator=generator)
-            nn.init.zeros_(module.bias)
-
-
-def no_weights_message(reason: str) -> str:
-    """Why there are no weights, and which file to download by hand."""
-    urls = "\n".join(f"  {url}   {name}" for name, url in WEIGHT_URLS.items())
-    return (
-        f"no ResNet-50 weights available offline: {reason}. Download a torchvision ResNet-50 "
-        f"state_dict by hand on a machine with internet access, e.g.\n{urls}\n"
-        "and pass it with --weights FILE (--random-weights: random weights, for tests only)"
-    )
-
-
-def load_model(weights: Path | None, random_weights: bool) -> nn.Module:
-    """ResNet-50 with the requested weights, on the CPU, in eval mode."""
-    if random_weights:
-        model = build_resnet50()
-        randomize_(model)
-        return model.eval()
-    if weights is None:
-        models = torchvision_models()
-        if models is None:
-            raise ExtractionError(no_weights_message("torchvision is not installed"))
-        try:
-            return models.resnet50(weights=models.ResNet50_Weights.DEFAULT).eval()
-        except (OSError, RuntimeError) as err:  # URLError is an OSError
-            raise ExtractionError(no_weights_message(f"downloading them failed ({err})")) from err
-    if not weights.is_file():
-        raise ExtractionError(f"weights file {weights} does not exist")
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and weights_only errors have no common base
-        raise ExtractionError(f"cannot load weights file {weights}: {err}") from err
-    if not isinstance(state, dict):
-        raise ExtractionError(
-            f"weights file {weights} holds a {type(state).__name__}, not a ResNet-50 state_dict"
-        )
-    model = build_resnet50()
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ExtractionError(
-            f"weights file {weights} is not a torchvision ResNet-50 state_dict: {err}"
-        ) from err
-    return model.eval()
-
-
-def weights_digest(model: nn.Module) -> str:
-    """sha256 of the state_dict (names, dtypes and values): identifies the weights used."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def forward_features(model: nn.Module, images: torch.Tensor, layer: str) -> torch.Tensor:
-    """``pool5``: ``(B, 2048)``; ``res4f``: ``(B, H*W, 1024)`` from layer3, row-major."""
-    x = model.maxpool(model.relu(model.bn1(model.conv1(images))))
-    x = model.layer3(model.layer2(model.layer1(x)))
-    if layer == "res4f":
-        return x.flatten(2).transpose(1, 2)
-    return torch.flatten(model.avgpool(model.layer4(x)), 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,25 +93,6 @@ def image_paths(images: Path, names: list[str], split_file: Path) -> list[Path]:
     return paths
 
 
-def resized_size(width: int, height: int, size: int = RESIZE) -> tuple[int, int]:
-    """(width, height) with the shorter side scaled to ``size`` (torchvision's rounding)."""
-    if width <= height:
-        return size, int(size * height / width)
-    return int(size * width / height), size
-
-
-def preprocess(image: Image.Image) -> torch.Tensor:
-    """RGB, resize (shorter side 256, bilinear), center crop 224, ImageNet normalization."""
-    image = image.convert("RGB")
-    width, height = resized_size(*image.size)
-    image = image.resize((width, height), Image.Resampling.BILINEAR)
-    left = int(round((width - CROP) / 2.0))
-    top = int(round((height - CROP) / 2.0))
-    image = image.crop((left, top, left + CROP, top + CROP))
-    pixels = (np.asarray(image, dtype=np.float32) / 255.0 - MEAN) / STD
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
-
-
 class ImageDataset(Dataset):
     """Preprocessed images; an unreadable image yields zeros and an error message (else "")."""
 
@@ -283,12 +103,10 @@ class ImageDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
-        path = self.paths[index]
         try:
-            with Image.open(path) as image:
-                return preprocess(image), ""
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            return torch.zeros(3, CROP, CROP), f"cannot read image {path}: {err}"
+            return read_image(self.paths[index]), ""
+        except ExtractionError as err:
+            return torch.zeros(3, CROP, CROP), str(err)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,10 +275,13 @@ def extract(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     model = load_model(args.weights, args.random_weights)
+    description = describe(
+        args.layer, model, weights_name(args.weights, args.random_weights), args.dtype
+    )
     fingerprint = {
         "split_sha256": split_sha256,
         "layer": args.layer,
-        "weights_sha256": weights_digest(model),
+        "weights_sha256": description["weights_sha256"],
         "dtype": args.dtype,
     }
     dtype = np.dtype(args.dtype)
@@ -502,6 +323,7 @@ def extract(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
         return
+    write_description(args.out, description)  # before OUT: OUT never lacks its description
     os.replace(partial, args.out)
     progress.unlink()
     print(f"wrote {args.out}: {shape} {args.dtype}", file=sys.stderr)

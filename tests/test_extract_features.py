@@ -1,4 +1,5 @@
-"""scripts/extract_features.py: ResNet-50 features in split order, resumable, clear errors.
+"""scripts/extract_features.py and fairseq_mmt_adv.image_features: ResNet-50 features in split
+order, resumable, described beside the file, the same from the library; clear errors.
 
 Forward passes use --random-weights on a handful of small generated images (about 0.2 s each).
 """
@@ -17,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fairseq_mmt_adv import image_features as imf
 from fairseq_mmt_adv.data.visual_features import check_finite, open_feature_file
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "extract_features.py"
@@ -82,17 +84,28 @@ def extract(images: Path, split: Path, out: Path, *extra: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(images, tmp_path_factory) -> np.ndarray:
-    """pool5 features of SPLIT in one uninterrupted run."""
+def reference_run(images, tmp_path_factory) -> Path:
+    """pool5 features of SPLIT in one uninterrupted run: the directory of train.npy."""
     root = tmp_path_factory.mktemp("reference")
-    out = root / "train.npy"
-    extract(images, write_split(root / "train.txt", SPLIT), out)
-    assert sorted(p.name for p in root.iterdir()) == ["train.npy", "train.txt"]  # no side files
-    return np.load(out)
+    extract(images, write_split(root / "train.txt", SPLIT), root / "train.npy")
+    files = sorted(p.name for p in root.iterdir())
+    assert files == ["train.extractor.json", "train.npy", "train.txt"]  # no other side files
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run) -> np.ndarray:
+    return np.load(reference_run / "train.npy")
+
+
+@pytest.fixture(scope="module")
+def extractor(reference_run) -> imf.FeatureExtractor:
+    """The library's extractor for the reference run's description (random weights)."""
+    return imf.extractor_for(imf.read_description(reference_run / "train.npy"))
 
 
 def test_resnet50_state_dict_matches_torchvision():
-    model = ef.ResNet50()
+    model = imf.ResNet50()
     shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     assert len(shapes) == 320
     assert shapes["conv1.weight"] == (64, 3, 7, 7)
@@ -109,16 +122,16 @@ def test_resnet50_state_dict_matches_torchvision():
 
 
 def test_preprocess_resize_crop_normalize():
-    assert ef.resized_size(300, 200) == (384, 256)
-    assert ef.resized_size(200, 333) == (256, 426)
-    gray = ef.preprocess(Image.new("L", (300, 500), 128))
+    assert imf.resized_size(300, 200) == (384, 256)
+    assert imf.resized_size(200, 333) == (256, 426)
+    gray = imf.preprocess(Image.new("L", (300, 500), 128))
     assert gray.shape == (3, 224, 224) and gray.dtype == torch.float32
-    expected = (128 / 255 - ef.MEAN) / ef.STD
+    expected = (128 / 255 - imf.MEAN) / imf.STD
     np.testing.assert_allclose(gray.mean(dim=(1, 2)).numpy(), expected, rtol=1e-6)
     # a white right half survives the center crop of a 2:1 image exactly in the right half
     half = np.zeros((100, 200, 3), dtype=np.uint8)
     half[:, 100:] = 255
-    cropped = ef.preprocess(Image.fromarray(half))[0]
+    cropped = imf.preprocess(Image.fromarray(half))[0]
     assert (cropped[:, :100] < 0).all() and (cropped[:, 124:] > 0).all()
 
 
@@ -235,15 +248,61 @@ def test_empty_split_file_and_existing_output(images, tmp_path):
 
 
 def test_weights_file_loading(tmp_path, monkeypatch):
-    model = ef.ResNet50()
-    ef.randomize_(model)
+    model = imf.ResNet50()
+    imf.randomize_(model)
     good = tmp_path / "resnet50.pth"
     torch.save(model.state_dict(), good)
-    assert ef.weights_digest(ef.load_model(good, False)) == ef.weights_digest(model)
+    assert imf.weights_digest(imf.load_model(good, False)) == imf.weights_digest(model)
     wrong = tmp_path / "other.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, wrong)
-    with pytest.raises(ef.ExtractionError, match=r"other\.pth is not a torchvision ResNet-50"):
-        ef.load_model(wrong, False)
-    monkeypatch.setattr(ef, "torchvision_models", lambda: None)
-    with pytest.raises(ef.ExtractionError, match=r"(?s)offline.*resnet50-11ad3fa6\.pth.*--weights"):
-        ef.load_model(None, False)
+    with pytest.raises(imf.ExtractionError, match=r"other\.pth is not a torchvision ResNet-50"):
+        imf.load_model(wrong, False)
+    monkeypatch.setattr(imf, "torchvision_models", lambda: None)
+    with pytest.raises(
+        imf.ExtractionError, match=r"(?s)offline.*resnet50-11ad3fa6\.pth.*--weights"
+    ):
+        imf.load_model(None, False)
+
+
+def test_the_description_travels_with_the_features(reference_run, tmp_path):
+    described = imf.read_description(reference_run / "train.npy")
+    assert described["extractor"] == "resnet50" and described["layer"] == "pool5"
+    assert described["shape"] == [2048] and described["dtype"] == "float16"
+    assert described["weights"] == imf.RANDOM_WEIGHTS
+    assert described["weights_sha256"] == imf.weights_digest(shared_load_model(None, True))
+    linked = tmp_path / "data" / "train.npy"  # as prepare-multi30k.sh --features links it
+    linked.parent.mkdir()
+    linked.symlink_to(reference_run / "train.npy")
+    assert imf.read_description(linked) == described
+    np.save(tmp_path / "other.npy", np.zeros((2, 3), dtype=np.float32))
+    assert imf.read_description(tmp_path / "other.npy") is None  # not made here: unknown
+    (tmp_path / "other.extractor.json").write_text("{broken")
+    with pytest.raises(imf.ExtractionError, match=r"cannot read .*other\.extractor\.json"):
+        imf.read_description(tmp_path / "other.npy")
+
+
+def test_the_library_extracts_what_the_script_wrote(images, reference, extractor):
+    """One preprocessing, one layer: paths and PIL images give the script's rows."""
+    with Image.open(images / "b.jpg") as gray:
+        rows = extractor.features([images / "a.jpg", gray, str(images / COCO)])
+    assert rows.shape == (3, 2048) and rows.dtype == np.float32
+    np.testing.assert_allclose(rows, reference[[0, 1, 3]].astype(np.float32), rtol=2e-3, atol=2e-3)
+
+
+def test_the_extractor_refuses_other_weights_layers_and_bad_images(extractor, tmp_path):
+    described = extractor.description
+    other = imf.ResNet50()
+    imf.randomize_(other, seed=1)
+    weights = tmp_path / "other.pth"
+    torch.save(other.state_dict(), weights)
+    with pytest.raises(imf.ExtractionError, match=r"weights .*random.* but .*other\.pth has"):
+        imf.extractor_for(described, weights=str(weights))
+    with pytest.raises(imf.ExtractionError, match="came from resnet50 res5c, which this version"):
+        imf.extractor_for({**described, "layer": "res5c"})
+    with pytest.raises(imf.ExtractionError, match="preprocessed as 'resize 300'"):
+        imf.extractor_for({**described, "preprocessing": "resize 300"})
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(imf.ExtractionError, match=r"image 2 \(.*broken\.jpg\): cannot read"):
+        extractor.features([Image.new("RGB", (40, 30)), tmp_path / "broken.jpg"])
+    with pytest.raises(imf.ExtractionError, match=r"image 1 \(.*gone\.jpg\): no image at"):
+        extractor.features([tmp_path / "gone.jpg"])
