@@ -1,0 +1,251 @@
+"""The systems that the recipes, the demo and the benchmarks train, defined once.
+
+A *system* is a visual fusion of a model family plus an optional reconstruction mode:
+
+* the family: ``cgru`` (``--arch cgru_mmt*``, fusions ``ctx-mul`` and ``none``) or
+  ``transformer`` (``--arch transformer_mmt*``, fusions ``gated``, ``selective-attn`` and
+  ``none``);
+* no reconstruction: ``--criterion label_smoothed_cross_entropy --label-smoothing 0`` (NLL);
+* a reconstruction mode: ``--criterion adversarial_reconstruction --reconstruction MODE`` with
+  MODE ``mse`` ("Baseline + G"), ``q-waae`` (Algorithm 2) or ``g-wgan`` (Algorithm 1), their
+  weights (``--lambda-r``, ``--lambda-a``, ``--noise-dim``) and, for the two adversarial modes,
+  the critic's settings of the paper (section 5.1).
+
+Named systems (``SYSTEMS``; ``python -m fairseq_mmt_adv.systems --list``):
+
+* cGRU: ``text-only`` (fusion none), ``ctx-mul`` (the paper's baseline), ``mse``, ``q-waae``,
+  ``g-wgan`` (ctx-mul with that mode) and ``mse-nov``, ``q-waae-nov``, ``g-wgan-nov`` (fusion
+  none with that mode: Table 4's "no v");
+* Transformer: ``transformer-text-only`` (fusion none), ``gated`` (Wu et al., 2021),
+  ``selective-attn`` (Li et al., 2022), each alone and with a mode: ``B+mse``, ``B+q-waae``,
+  ``B+g-wgan`` for B one of the three (e.g. ``gated+q-waae``, ``transformer-text-only+mse``).
+
+The paper's names are aliases (``ALIASES``): ``baseline`` = ``ctx-mul``, ``baseline-nov`` =
+``text-only``. Each family's baseline, the system the others are compared with, is
+``BASELINES[family]``. The model's sizes (``--arch``) and the optimization are the caller's.
+
+This module needs only the standard library, so that shell scripts can call it fast
+(``python -S -m fairseq_mmt_adv.systems``, see ``main``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+
+RECONSTRUCTIONS = ("mse", "q-waae", "g-wgan")
+ADVERSARIAL = ("q-waae", "g-wgan")
+FUSIONS = {"cgru": ("ctx-mul", "none"), "transformer": ("gated", "selective-attn", "none")}
+ARCH_PREFIXES = {"cgru": "cgru_mmt", "transformer": "transformer_mmt"}
+BASELINES = {"cgru": "ctx-mul", "transformer": "transformer-text-only"}
+ALIASES = {"baseline": "ctx-mul", "baseline-nov": "text-only"}
+
+# The paper's weights (section 5.1; Algorithm 1 has no reconstruction term), as command-line
+# text. They are the criterion's defaults too (tests/test_systems.py checks it).
+DEFAULT_LAMBDA_R = {"mse": "0.2", "q-waae": "0.2", "g-wgan": "0"}
+DEFAULT_LAMBDA_A = "0.2"
+DEFAULT_NOISE_DIM = "128"
+# The weights each mode takes, in the order of their flags (and of the run name's parts).
+WEIGHTS = {
+    None: (),
+    "mse": ("lambda_r",),
+    "q-waae": ("lambda_r", "lambda_a"),
+    "g-wgan": ("noise_dim", "lambda_r", "lambda_a"),
+}
+FLAG_OF = {"noise_dim": "--noise-dim", "lambda_r": "--lambda-r", "lambda_a": "--lambda-a"}
+RUN_NAME_PART = {"noise_dim": "z", "lambda_r": "lr", "lambda_a": "la"}
+# Why a mode refuses a weight it does not take.
+NO_SUCH_WEIGHT = {
+    None: "has no lambda_r, lambda_a or noise",
+    "mse": "has no adversarial term (lambda_a, noise)",
+    "q-waae": "has no noise (--noise-dim is for g-wgan)",
+}
+# The critic D of the adversarial modes (section 5.1): gradient penalty 10, Adam 2e-4 (0.5, 0.9),
+# 5 critic updates per training step.
+PAPER_CRITIC = (
+    *("--lambda-gp", "10", "--critic-lr", "2e-4"),
+    *("--critic-betas", "(0.5, 0.9)", "--critic-iters", "5"),
+)
+NLL_CRITERION = ("--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0")
+NUMBER = re.compile(r"[0-9]+([.][0-9]+)?")
+POSITIVE_INTEGER = re.compile(r"[1-9][0-9]*")
+
+
+class SystemSpecError(ValueError):
+    """An unknown system or a setting it does not take; the message names the flag."""
+
+
+@dataclass(frozen=True)
+class System:
+    """One named system: family, visual fusion and reconstruction mode (None: NLL only)."""
+
+    name: str
+    family: str
+    fusion: str
+    reconstruction: str | None
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS[self.family]:
+            raise SystemSpecError(f"{self.family} has no visual fusion {self.fusion!r}")
+        if self.reconstruction not in WEIGHTS:
+            raise SystemSpecError(f"unknown reconstruction {self.reconstruction!r}")
+
+    @property
+    def adversarial(self) -> bool:
+        return self.reconstruction in ADVERSARIAL
+
+
+def _named_systems() -> dict[str, System]:
+    systems = [
+        System("text-only", "cgru", "none", None),
+        System("ctx-mul", "cgru", "ctx-mul", None),
+    ]
+    systems += [System(mode, "cgru", "ctx-mul", mode) for mode in RECONSTRUCTIONS]
+    systems += [System(f"{mode}-nov", "cgru", "none", mode) for mode in RECONSTRUCTIONS]
+    bases = {"transformer-text-only": "none", "gated": "gated", "selective-attn": "selective-attn"}
+    for base, fusion in bases.items():
+        systems.append(System(base, "transformer", fusion, None))
+        systems += [
+            System(f"{base}+{mode}", "transformer", fusion, mode) for mode in RECONSTRUCTIONS
+        ]
+    return {system.name: system for system in systems}
+
+
+SYSTEMS = _named_systems()
+
+
+def get(name: str) -> System:
+    """The system of a name or of a paper alias (``baseline``)."""
+    system = SYSTEMS.get(ALIASES.get(name, name))
+    if system is None:
+        names = ", ".join([*ALIASES, *SYSTEMS])
+        raise SystemSpecError(f"--system must be one of {names}; not {name!r}")
+    return system
+
+
+def names(family: str) -> list[str]:
+    """The systems of a family (``cgru`` or ``transformer``), in the order of ``SYSTEMS``."""
+    return [name for name, system in SYSTEMS.items() if system.family == family]
+
+
+def settings(name: str, **weights: float | str | None) -> dict[str, str]:
+    """The weights of a system's reconstruction mode as flag text, the paper's where not given.
+
+    ``weights``: ``lambda_r``, ``lambda_a``, ``noise_dim``; None or "" means the default.
+    Raises SystemSpecError for a weight that the mode does not take or that is no number.
+    """
+    system = get(name)
+    unknown = sorted(set(weights) - set(FLAG_OF))
+    if unknown:
+        raise SystemSpecError(f"unknown weights {unknown}: the weights are {list(FLAG_OF)}")
+    given = {key: str(value) for key, value in weights.items() if value not in (None, "")}
+    takes = WEIGHTS[system.reconstruction]
+    extra = [key for key in FLAG_OF if key in given and key not in takes]
+    if extra:
+        drop = ", ".join(FLAG_OF[key] for key in extra)
+        raise SystemSpecError(f"{name} {NO_SUCH_WEIGHT[system.reconstruction]}: drop {drop}")
+    defaults = {"lambda_a": DEFAULT_LAMBDA_A, "noise_dim": DEFAULT_NOISE_DIM}
+    if system.reconstruction is not None:
+        defaults["lambda_r"] = DEFAULT_LAMBDA_R[system.reconstruction]
+    values = {key: given.get(key, defaults[key]) for key in takes}
+    for key, value in values.items():
+        if key == "noise_dim" and not POSITIVE_INTEGER.fullmatch(value):
+            raise SystemSpecError(f"--noise-dim must be a positive integer, not {value!r}")
+        if key != "noise_dim" and not NUMBER.fullmatch(value):
+            raise SystemSpecError(f"{FLAG_OF[key]} must be a number >= 0, not {value!r}")
+    return values
+
+
+def flags(name: str, **weights: float | str | None) -> list[str]:
+    """The fairseq-train flags of a system: its fusion, then its criterion's flags.
+
+    ``weights`` are ``lambda_r``, ``lambda_a`` and ``noise_dim`` (default: the paper's).
+    """
+    system = get(name)
+    values = settings(name, **weights)
+    result = ["--visual-fusion", system.fusion]
+    if system.reconstruction is None:
+        return result + list(NLL_CRITERION)
+    result += ["--criterion", "adversarial_reconstruction", "--reconstruction"]
+    result.append(system.reconstruction)
+    for key, value in values.items():
+        result += [FLAG_OF[key], value]
+    return result + (list(PAPER_CRITIC) if system.adversarial else [])
+
+
+def run_name(name: str, **weights: float | str | None) -> str:
+    """A run's name: the system's name as given (aliases kept) and its weights, e.g.
+    ``q-waae_lr0.2_la0.2`` or ``g-wgan_z128_lr0_la0.2``."""
+    values = settings(name, **weights)
+    return name + "".join(f"_{RUN_NAME_PART[key]}{value}" for key, value in values.items())
+
+
+def shell_settings(name: str, **weights: float | str | None) -> str:
+    """bash assignments of a system: SYSTEM (canonical name), FAMILY, ARCH_PREFIX, BASELINE,
+    RUN_NAME and the array SYSTEM_FLAGS (for ``eval`` in examples/multi30k/train.sh)."""
+    system = get(name)
+    words = " ".join(shlex.quote(word) for word in flags(name, **weights))
+    return "\n".join(
+        [
+            f"SYSTEM={shlex.quote(system.name)}",
+            f"FAMILY={system.family}",
+            f"ARCH_PREFIX={ARCH_PREFIXES[system.family]}",
+            f"BASELINE={BASELINES[system.family]}",
+            f"RUN_NAME={shlex.quote(run_name(name, **weights))}",
+            f"SYSTEM_FLAGS=({words})",
+        ]
+    )
+
+
+def describe() -> str:
+    """One line per system and alias (``--list``)."""
+    lines = []
+    for system in SYSTEMS.values():
+        mode = system.reconstruction or "NLL only"
+        lines.append(f"{system.name:30} {system.family:12} {system.fusion:15} {mode}")
+    lines += [f"{alias:30} = {target}" for alias, target in ALIASES.items()]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m fairseq_mmt_adv.systems",
+        description="Print the fairseq-train flags of SYSTEM, one per line, or with --shell as "
+        "bash assignments (SYSTEM, FAMILY, ARCH_PREFIX, BASELINE, RUN_NAME, SYSTEM_FLAGS=(...)).",
+    )
+    parser.add_argument("system", nargs="?", help="a system or alias (see --list)")
+    parser.add_argument("--lambda-r", help="reconstruction weight ('': the default)")
+    parser.add_argument("--lambda-a", help="adversarial weight ('': the default)")
+    parser.add_argument("--noise-dim", help="g-wgan noise size |z| ('': the default)")
+    parser.add_argument("--shell", action="store_true", help="bash assignments")
+    parser.add_argument("--list", action="store_true", help="print the systems")
+    parser.add_argument("--prog", help="the name errors start with (a calling script's)")
+    args = parser.parse_args(argv)
+    args.prog = args.prog or parser.prog
+    if not args.list and args.system is None:
+        parser.error("give one SYSTEM (see --help or --list)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        print(describe())
+        return 0
+    weights = {key: getattr(args, key) for key in FLAG_OF}
+    try:
+        if args.shell:
+            print(shell_settings(args.system, **weights))
+        else:
+            print("\n".join(flags(args.system, **weights)))
+    except SystemSpecError as err:
+        print(f"{args.prog}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""fairseq_mmt_adv.systems: the systems defined once (flags, weights, run names, shell form)."""
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fairseq import options
+from helpers import PACKAGE_DIR
+
+from fairseq_mmt_adv import systems
+from fairseq_mmt_adv.criterions.adversarial_reconstruction import (
+    DEFAULT_LAMBDA_R,
+    AdversarialReconstructionCriterionConfig,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CRITIC = "--lambda-gp 10 --critic-lr 2e-4 --critic-betas '(0.5, 0.9)' --critic-iters 5"
+NLL = "--criterion label_smoothed_cross_entropy --label-smoothing 0"
+MODE = "--criterion adversarial_reconstruction --reconstruction"
+# The paper's systems (section 5.1, Table 4) as fairseq-train flags, written out.
+PAPER = {
+    "baseline": f"--visual-fusion ctx-mul {NLL}",
+    "baseline-nov": f"--visual-fusion none {NLL}",
+    "mse": f"--visual-fusion ctx-mul {MODE} mse --lambda-r 0.2",
+    "mse-nov": f"--visual-fusion none {MODE} mse --lambda-r 0.2",
+    "q-waae": f"--visual-fusion ctx-mul {MODE} q-waae --lambda-r 0.2 --lambda-a 0.2 {CRITIC}",
+    "q-waae-nov": f"--visual-fusion none {MODE} q-waae --lambda-r 0.2 --lambda-a 0.2 {CRITIC}",
+    "g-wgan": f"--visual-fusion ctx-mul {MODE} g-wgan --noise-dim 128 --lambda-r 0 --lambda-a 0.2 "
+    + CRITIC,
+}
+
+
+def words(flags: list[str]) -> str:
+    return " ".join(f"'{w}'" if " " in w else w for w in flags)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_the_papers_systems(name: str) -> None:
+    assert words(systems.flags(name)) == PAPER[name]
+
+
+def test_every_family_has_its_baseline_and_modes() -> None:
+    assert systems.names("cgru") == [
+        "text-only",
+        "ctx-mul",
+        "mse",
+        "q-waae",
+        "g-wgan",
+        "mse-nov",
+        "q-waae-nov",
+        "g-wgan-nov",
+    ]
+    transformer = systems.names("transformer")
+    assert len(transformer) == 12 and "gated+q-waae" in transformer
+    for family, baseline in systems.BASELINES.items():
+        assert systems.get(baseline).family == family
+        assert systems.get(baseline).reconstruction is None
+    assert systems.get("baseline") is systems.get("ctx-mul")
+    assert systems.get("selective-attn+g-wgan").fusion == "selective-attn"
+
+
+def test_the_criterions_defaults_are_the_papers_weights() -> None:
+    config = AdversarialReconstructionCriterionConfig()
+    assert {mode: str(value).removesuffix(".0") for mode, value in DEFAULT_LAMBDA_R.items()} == (
+        systems.DEFAULT_LAMBDA_R
+    )
+    assert config.lambda_a == float(systems.DEFAULT_LAMBDA_A)
+    assert config.noise_dim == int(systems.DEFAULT_NOISE_DIM)
+    critic = dict(zip(systems.PAPER_CRITIC[::2], systems.PAPER_CRITIC[1::2], strict=True))
+    assert config.lambda_gp == float(critic["--lambda-gp"])
+    assert config.critic_lr == float(critic["--critic-lr"])
+    assert config.critic_betas == critic["--critic-betas"]
+    assert config.critic_iters == int(critic["--critic-iters"])
+    assert config.label_smoothing == 0  # the modes' NLL is the NLL_CRITERION's
+    fields = {field.name for field in dataclasses.fields(config)}
+    assert {key for key in systems.FLAG_OF} <= fields
+
+
+def parse(name: str, **weights) -> object:
+    """fairseq-train's arguments for a system (the data directory is not read)."""
+    arch = systems.ARCH_PREFIXES[systems.get(name).family]
+    argv = ["data", "--user-dir", PACKAGE_DIR, "--task", "multimodal_translation"]
+    argv += ["--arch", arch, *systems.flags(name, **weights)]
+    return options.parse_args_and_arch(options.get_training_parser(), argv)
+
+
+@pytest.mark.parametrize("name", list(systems.SYSTEMS))
+def test_flags_parse_with_fairseqs_parser(name: str) -> None:
+    system = systems.get(name)
+    args = parse(name)
+    assert args.visual_fusion == system.fusion
+    if system.reconstruction is None:
+        assert args.criterion == "label_smoothed_cross_entropy" and args.label_smoothing == 0
+        return
+    assert (args.criterion, args.reconstruction) == (
+        "adversarial_reconstruction",
+        system.reconstruction,
+    )
+    assert args.lambda_r == float(systems.DEFAULT_LAMBDA_R[system.reconstruction])
+
+
+def test_weights_reach_the_criterion_and_the_run_name() -> None:
+    args = parse("g-wgan", noise_dim=256, lambda_a="0.5")
+    assert (args.noise_dim, args.lambda_r, args.lambda_a) == (256, 0.0, 0.5)
+    assert systems.run_name("g-wgan", noise_dim=256, lambda_a="0.5") == "g-wgan_z256_lr0_la0.5"
+    assert systems.run_name("baseline") == "baseline"  # the alias, as asked
+    assert systems.run_name("mse-nov", lambda_r="") == "mse-nov_lr0.2"  # "": the default
+
+
+@pytest.mark.parametrize(
+    "name, weights, message",
+    [
+        ("bert", {}, "--system must be one of baseline, baseline-nov, text-only"),
+        (
+            "baseline",
+            {"lambda_r": 1},
+            "baseline has no lambda_r, lambda_a or noise: drop --lambda-r",
+        ),
+        ("mse", {"lambda_a": 1, "noise_dim": 2}, "drop --noise-dim, --lambda-a"),
+        ("q-waae", {"noise_dim": 64}, "q-waae has no noise (--noise-dim is for g-wgan)"),
+        ("q-waae", {"lambda_r": "-1"}, "--lambda-r must be a number >= 0, not '-1'"),
+        ("g-wgan", {"lambda_a": "1e-3"}, "--lambda-a must be a number >= 0, not '1e-3'"),
+        ("g-wgan", {"noise_dim": "0"}, "--noise-dim must be a positive integer, not '0'"),
+        ("mse", {"lambda_x": 1}, "unknown weights ['lambda_x']"),
+    ],
+)
+def test_errors_name_the_flag(name: str, weights: dict, message: str) -> None:
+    with pytest.raises(systems.SystemSpecError) as error:
+        systems.flags(name, **weights)
+    assert message in str(error.value)
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    """``python -S -m fairseq_mmt_adv.systems``: no site-packages, as train.sh runs it."""
+    command = [sys.executable, "-S", "-m", "fairseq_mmt_adv.systems", *argv]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+
+
+def test_the_module_needs_only_the_standard_library() -> None:
+    code = (
+        "import sys, fairseq_mmt_adv.systems as s; s.flags('q-waae'); s.describe(); "
+        "assert not {'fairseq', 'torch', 'numpy'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-S", "-c", code], check=True, cwd=REPO)
+
+
+def test_the_shell_form_evaluates_to_the_flags_in_bash() -> None:
+    done = run_cli("g-wgan-nov", "--lambda-a", "0.4", "--shell")
+    assert done.returncode == 0, done.stderr
+    script = done.stdout + '\nprintf "%s\\n" "$SYSTEM $FAMILY $ARCH_PREFIX $BASELINE $RUN_NAME"'
+    script += '\nprintf "%s\\n" "${SYSTEM_FLAGS[@]}"'
+    lines = subprocess.run(["bash", "-c", script], capture_output=True, text=True).stdout
+    first, *flags = lines.splitlines()
+    assert first == "g-wgan-nov cgru cgru_mmt ctx-mul g-wgan-nov_z128_lr0_la0.4"
+    assert flags == systems.flags("g-wgan-nov", lambda_a="0.4")
+    assert "(0.5, 0.9)" in flags
+
+
+def test_the_command_line_lists_and_reports_errors_under_the_callers_name() -> None:
+    listed = run_cli("--list")
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.splitlines()) == len(systems.SYSTEMS) + len(systems.ALIASES)
+    plain = run_cli("baseline-nov")
+    assert plain.stdout.split() == systems.flags("text-only")
+    bad = run_cli("q-waae", "--noise-dim", "3", "--prog", "train.sh")
+    assert bad.returncode == 2
+    assert bad.stderr == (
+        "train.sh: error: q-waae has no noise (--noise-dim is for g-wgan): drop --noise-dim\n"
+    )
