@@ -12,6 +12,8 @@ from types import ModuleType
 
 import pytest
 
+from fairseq_mmt_adv import systems
+
 RECIPES = Path(__file__).resolve().parents[1] / "examples" / "multi30k"
 TRAIN = RECIPES / "train.sh"
 EXPERIMENTS = RECIPES / "experiments.sh"
@@ -62,41 +64,29 @@ COMMON = [
     "--log-format json",
 ]
 CRITIC = "--lambda-gp 10 --critic-lr 2e-4 --critic-betas '(0.5, 0.9)' --critic-iters 5"
-SYSTEMS = {
-    "baseline": ("ctx-mul", "--criterion label_smoothed_cross_entropy --label-smoothing 0", False),
-    "baseline-nov": ("none", "--criterion label_smoothed_cross_entropy", False),
-    "mse": (
-        "ctx-mul",
-        "--criterion adversarial_reconstruction --reconstruction mse --lambda-r 0.2",
-        False,
-    ),
-    "mse-nov": ("none", "--criterion adversarial_reconstruction --reconstruction mse", False),
-    "g-wgan": (
-        "ctx-mul",
-        "--criterion adversarial_reconstruction --reconstruction g-wgan "
-        "--noise-dim 128 --lambda-r 0 --lambda-a 0.2",
-        True,
-    ),
-    "q-waae": (
-        "ctx-mul",
-        "--criterion adversarial_reconstruction --reconstruction q-waae "
-        "--lambda-r 0.2 --lambda-a 0.2",
-        True,
-    ),
-    "q-waae-nov": ("none", "--criterion adversarial_reconstruction --reconstruction q-waae", True),
-}
+# train.sh's systems: the cGRU ones and the paper's aliases (tests/test_systems.py checks their
+# flags against the paper's); each must reach fairseq-train whole and in order.
+TRAIN_SYSTEMS = [*systems.names("cgru"), *systems.ALIASES]
 
 
-@pytest.mark.parametrize("system", sorted(SYSTEMS))
+def quoted(flags: list[str]) -> str:
+    return " ".join(f"'{word}'" if " " in word else word for word in flags)
+
+
+@pytest.mark.parametrize("system", TRAIN_SYSTEMS)
 def test_train_dry_run_flags_per_system(system: str) -> None:
-    fusion, criterion, adversarial = SYSTEMS[system]
     out = bash(TRAIN, "--system", system, "--seed", "3", "--dry-run", env={"DATA": "/data/en-de"})
     [command] = train_commands(out)
     assert command.split()[0].endswith("fairseq-train") and command.split()[1] == "/data/en-de"
-    for expected in [*COMMON, criterion, f"--visual-fusion {fusion}"]:
+    for expected in [*COMMON, "--arch cgru_mmt " + quoted(systems.flags(system))]:
         assert expected in command, f"{expected!r} not in {command}"
-    assert (CRITIC in command) == adversarial
+    assert (CRITIC in command) == systems.get(system).adversarial
     assert re.search(rf"--save-dir checkpoints/{re.escape(system)}(_\S+)?/seed3 ", command)
+
+
+def test_train_refuses_the_systems_of_another_family() -> None:
+    out = bash(TRAIN, "--data", "d", "--system", "gated+q-waae", "--dry-run", ok=False)
+    assert "train.sh: error: --system gated+q-waae is a transformer system" in out
 
 
 def test_train_options_environment_and_passthrough() -> None:
@@ -124,6 +114,7 @@ def test_train_is_immune_to_edits_of_the_script_while_it_runs(tmp_path: Path) ->
     recipes.mkdir(parents=True)
     for name in ("train.sh", "common.sh"):
         shutil.copy(RECIPES / name, recipes / name)
+    (tmp_path / "fairseq_mmt_adv").symlink_to(RECIPES.parents[1] / "fairseq_mmt_adv")
     (tmp_path / "features").mkdir()
     (tmp_path / "features" / "train.npy").write_bytes(b"")
     fake_bin = tmp_path / "bin"

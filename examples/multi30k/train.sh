@@ -28,9 +28,11 @@ Options:
                       mse           "Baseline + G": NLL + lambda_r ||v - G(hT)||^2
                       g-wgan        G-WGAN (Algorithm 1), noise |z| = --noise-dim
                       q-waae        Q-WAAE (Algorithm 2)
-                      baseline-nov, mse-nov, q-waae-nov
+                      baseline-nov, mse-nov, q-waae-nov, g-wgan-nov
                                     the same with --visual-fusion none (Table 4 "no v")
-                    (default q-waae)
+                    (default q-waae); ctx-mul = baseline, text-only = baseline-nov. The
+                    systems and their flags are fairseq_mmt_adv/systems.py's
+                    (python -m fairseq_mmt_adv.systems --list; cGRU ones only here)
   --seed N          [SEED] random seed (default 1)
   --lambda-r X      [LAMBDA_R] reconstruction weight (default 0.2 for mse and q-waae, 0 for
                     g-wgan: Algorithm 1 has no reconstruction term)
@@ -51,6 +53,8 @@ Everything after "--" goes to fairseq-train as is (later flags win over the ones
 
 Other environment variables:
   FAIRSEQ_BIN   directory of fairseq-train (default: the repository's .venv/bin, else PATH)
+  PYTHON        Python that reads fairseq_mmt_adv/systems.py (standard library only; default:
+                the repository's .venv/bin/python, else python3)
   USER_DIR      the plugin (default: the repository's fairseq_mmt_adv)
   ARCH          model architecture (default cgru_mmt, the paper's sizes)
   LOG_INTERVAL  updates between train_inner log records (default 100)
@@ -79,13 +83,16 @@ LAMBDA_A=${LAMBDA_A:-}
 NOISE_DIM=${NOISE_DIM:-}
 SAVE_DIR=${SAVE_DIR:-}
 CHECKPOINTS=${CHECKPOINTS:-checkpoints}
-ARCH=${ARCH:-cgru_mmt}
+ARCH=${ARCH:-}
 LOG_INTERVAL=${LOG_INTERVAL:-100}
 USER_DIR=${USER_DIR:-$REPO/fairseq_mmt_adv}
 if [[ -z ${FAIRSEQ_BIN:-} && -x $REPO/.venv/bin/fairseq-train ]]; then
   FAIRSEQ_BIN=$REPO/.venv/bin
 fi
 FAIRSEQ_BIN=${FAIRSEQ_BIN:-}
+if [[ -z ${PYTHON:-} ]]; then
+  if [[ -x $REPO/.venv/bin/python ]]; then PYTHON=$REPO/.venv/bin/python; else PYTHON=python3; fi
+fi
 DRY_RUN=0
 PRINT_SAVE_DIR=0
 FORCE=0
@@ -115,53 +122,20 @@ done
 [[ -n $DATA ]] || die "give the prepared data directory with --data DIR (or DATA=DIR)"
 FEATURES=${FEATURES:-$DATA}
 [[ $SEED =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, not '$SEED'"
-number='^[0-9]+([.][0-9]+)?$'
 
-# System -> criterion flags, visual fusion and run name.
-case $SYSTEM in
-  baseline | mse | g-wgan | q-waae) FUSION=ctx-mul ;;
-  baseline-nov | mse-nov | q-waae-nov) FUSION=none ;;
-  *) die "--system must be one of baseline, mse, g-wgan, q-waae, baseline-nov, mse-nov," \
-    "q-waae-nov; not '$SYSTEM'" ;;
+# System -> visual fusion, criterion flags and run name (fairseq_mmt_adv/systems.py).
+SYSTEM_SETTINGS=$(PYTHONPATH=$REPO "$PYTHON" -S -m fairseq_mmt_adv.systems "$SYSTEM" --shell \
+  --lambda-r="$LAMBDA_R" --lambda-a="$LAMBDA_A" --noise-dim="$NOISE_DIM" --prog "$PROG") || exit
+eval "$SYSTEM_SETTINGS"  # SYSTEM FAMILY ARCH_PREFIX BASELINE RUN_NAME SYSTEM_FLAGS
+# The family's model and optimization (the paper's, section 5.1).
+case $FAMILY in
+  cgru)
+    ARCH=${ARCH:-cgru_mmt}
+    OPTIMIZATION=(--optimizer adam --lr 4e-4 --clip-norm 1 --batch-size 32)
+    ;;
+  *) die "--system $SYSTEM is a $FAMILY system: train.sh has the paper's cGRU recipe only" ;;
 esac
-KIND=${SYSTEM%-nov}
-case $KIND in
-  baseline)
-    [[ -z $LAMBDA_R$LAMBDA_A$NOISE_DIM ]] || die "$SYSTEM has no lambda_r, lambda_a or noise"
-    CRITERION=(--criterion label_smoothed_cross_entropy --label-smoothing 0)
-    NAME=$SYSTEM
-    ;;
-  mse)
-    [[ -z $LAMBDA_A$NOISE_DIM ]] || die "$SYSTEM has no adversarial term (lambda_a, noise)"
-    LAMBDA_R=${LAMBDA_R:-0.2}
-    CRITERION=(--criterion adversarial_reconstruction --reconstruction mse --lambda-r "$LAMBDA_R")
-    NAME=${SYSTEM}_lr$LAMBDA_R
-    ;;
-  q-waae)
-    [[ -z $NOISE_DIM ]] || die "$SYSTEM has no noise (--noise-dim is for g-wgan)"
-    LAMBDA_R=${LAMBDA_R:-0.2}
-    LAMBDA_A=${LAMBDA_A:-0.2}
-    CRITERION=(--criterion adversarial_reconstruction --reconstruction q-waae
-      --lambda-r "$LAMBDA_R" --lambda-a "$LAMBDA_A")
-    NAME=${SYSTEM}_lr${LAMBDA_R}_la$LAMBDA_A
-    ;;
-  g-wgan)
-    LAMBDA_R=${LAMBDA_R:-0}
-    LAMBDA_A=${LAMBDA_A:-0.2}
-    NOISE_DIM=${NOISE_DIM:-128}
-    [[ $NOISE_DIM =~ ^[1-9][0-9]*$ ]] || die "--noise-dim must be a positive integer"
-    CRITERION=(--criterion adversarial_reconstruction --reconstruction g-wgan
-      --noise-dim "$NOISE_DIM" --lambda-r "$LAMBDA_R" --lambda-a "$LAMBDA_A")
-    NAME=${SYSTEM}_z${NOISE_DIM}_lr${LAMBDA_R}_la$LAMBDA_A
-    ;;
-esac
-for value in "$LAMBDA_R" "$LAMBDA_A"; do
-  [[ -z $value || $value =~ $number ]] || die "lambda values must be numbers, not '$value'"
-done
-if [[ $KIND == g-wgan || $KIND == q-waae ]]; then  # critic settings of section 5.1
-  CRITERION+=(--lambda-gp 10 --critic-lr 2e-4 --critic-betas '(0.5, 0.9)' --critic-iters 5)
-fi
-SAVE_DIR=${SAVE_DIR:-$CHECKPOINTS/$NAME/seed$SEED}
+SAVE_DIR=${SAVE_DIR:-$CHECKPOINTS/$RUN_NAME/seed$SEED}
 EPOCH_CHECKPOINTS=(--no-epoch-checkpoints)
 [[ $KEEP_EPOCH_CHECKPOINTS == 1 ]] && EPOCH_CHECKPOINTS=()
 if [[ $PRINT_SAVE_DIR == 1 ]]; then
@@ -174,9 +148,7 @@ TRAIN=fairseq-train
 COMMAND=(
   "$TRAIN" "$DATA" --user-dir "$USER_DIR"
   --task multimodal_translation --visual-features "$FEATURES"
-  --arch "$ARCH" --visual-fusion "$FUSION"
-  "${CRITERION[@]}"
-  --optimizer adam --lr 4e-4 --clip-norm 1 --batch-size 32
+  --arch "$ARCH" "${SYSTEM_FLAGS[@]}" "${OPTIMIZATION[@]}"
   --eval-bleu --eval-bleu-args '{"beam": 5}' --eval-bleu-remove-bpe
   --best-checkpoint-metric bleu --maximize-best-checkpoint-metric --patience 5
   "${EPOCH_CHECKPOINTS[@]}" --seed "$SEED" --save-dir "$SAVE_DIR"
@@ -187,13 +159,13 @@ COMMAND=(
 if [[ $DRY_RUN == 1 ]]; then
   status=
   [[ ! -f $SAVE_DIR/DONE ]] || status=" (finished: would be skipped without --force)"
-  printf '# run %s seed %s -> %s%s\n' "$NAME" "$SEED" "$SAVE_DIR" "$status"
+  printf '# run %s seed %s -> %s%s\n' "$RUN_NAME" "$SEED" "$SAVE_DIR" "$status"
   print_command "${COMMAND[@]}"
   exit 0
 fi
 
 if [[ -f $SAVE_DIR/DONE && $FORCE == 0 ]]; then
-  printf '[%s] %s seed %s finished before (%s/DONE), skipped\n' "$PROG" "$NAME" "$SEED" "$SAVE_DIR"
+  printf '[%s] %s seed %s finished before (%s/DONE), skipped\n' "$PROG" "$RUN_NAME" "$SEED" "$SAVE_DIR"
   exit 0
 fi
 [[ -d $DATA ]] || die "data directory $DATA does not exist (scripts/prepare-multi30k.sh --out)"
@@ -208,7 +180,7 @@ fi
 mkdir -p "$SAVE_DIR"
 rm -f "$SAVE_DIR/DONE"
 print_command "${COMMAND[@]}" >"$SAVE_DIR/command.sh"
-printf '[%s] %s seed %s -> %s\n' "$PROG" "$NAME" "$SEED" "$SAVE_DIR"
+printf '[%s] %s seed %s -> %s\n' "$PROG" "$RUN_NAME" "$SEED" "$SAVE_DIR"
 print_command "${COMMAND[@]}"
 "${COMMAND[@]}"
 date -u +%FT%TZ >"$SAVE_DIR/DONE"
