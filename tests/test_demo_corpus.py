@@ -1,7 +1,6 @@
 """Tests of the visually grounded demo corpus generator (numpy only, a few seconds)."""
 
 import ast
-import importlib.util
 import subprocess
 import sys
 from collections import Counter
@@ -10,14 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-MODULE_PATH = Path(__file__).resolve().parents[1] / "fairseq_mmt_adv" / "demo_corpus.py"
+from fairseq_mmt_adv import demo_corpus as dc
 
-# Loaded from its file: the generator is standalone, so its tests need neither fairseq nor torch
-# (importing the package would load both).
-_spec = importlib.util.spec_from_file_location("demo_corpus_under_test", MODULE_PATH)
-dc = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = dc
-_spec.loader.exec_module(dc)
+MODULE_PATH = Path(dc.__file__)
 
 SMALL = {"train": 300, "valid": 31, "test": 45}
 
@@ -225,11 +219,11 @@ def test_cli_float16(tmp_path: Path) -> None:
     args = ["--seed", "3", "--train", "40", "--valid", "5", "--test", "7", "--feature-dim", "16"]
     script = (
         "import runpy, sys; sys.argv = sys.argv[1:]; "
-        "runpy.run_path(sys.argv[0], run_name='__main__'); "
+        "runpy.run_module('fairseq_mmt_adv.demo_corpus', run_name='__main__'); "
         "assert 'torch' not in sys.modules and 'fairseq' not in sys.modules"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, str(MODULE_PATH), str(out), *args, "--dtype", "float16"],
+        [sys.executable, "-c", script, "demo_corpus", str(out), *args, "--dtype", "float16"],
         capture_output=True,
         text=True,
         check=True,
