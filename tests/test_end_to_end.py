@@ -11,6 +11,8 @@ import pytest
 import torch
 from helpers import PACKAGE_DIR, SPLIT_SIZES, cli_env, fairseq_cli
 
+from fairseq_mmt_adv.checkpoint_average import AveragingError, average_checkpoints
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
@@ -155,6 +157,25 @@ def test_averaging_refuses_checkpoints_of_other_shapes(trained, tmp_path):
     assert done.returncode != 0
     assert f"{name} is " in done.stderr and str(other) in done.stderr
     assert not (tmp_path / "avg.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "section, key, value",
+    [("criterion", "sentence_avg", True), ("model", "visual_fusion", "none")],
+)
+def test_averaging_refuses_checkpoints_of_other_systems(trained, tmp_path, section, key, value):
+    """Same shapes, another model or criterion configuration (e.g. a q-waae and a g-wgan run):
+    refused, naming the first difference, instead of decoding with the last input's."""
+    state = torch.load(trained / "checkpoint1.pt", map_location="cpu", weights_only=False)
+    state["cfg"][section][key] = value
+    other = tmp_path / "other.pt"
+    torch.save(state, other)
+    with pytest.raises(AveragingError) as error:
+        average_checkpoints([other, trained / "checkpoint2.pt"])
+    assert f"{section}.{key} is {value!r} here" in str(error.value)
+    assert str(other) in str(error.value)
+    same = average_checkpoints([trained / "checkpoint1.pt", trained / "checkpoint2.pt"])
+    assert same["cfg"][section][key] != value
 
 
 def test_features_can_move_and_the_flag_overrides_the_stored_directory(
