@@ -63,35 +63,26 @@ class AdversarialReconstructionCriterionConfig(LabelSmoothedCrossEntropyCriterio
     # fairseq's argparse/omegaconf conversion understands typing.Optional, not `X | None`
     lambda_r: Optional[float] = field(
         default=None,
-        metadata={
-            "help": "weight of the reconstruction term ||v - v'||^2 (eq. 3); default 0.2 for "
-            "mse and q-waae, 0 for g-wgan (Algorithm 1 has no reconstruction term)"
-        },
+        metadata={"help": "weight of the reconstruction term (eq. 3); default 0.2, 0 for g-wgan"},
     )
     reconstruction_distance: RECONSTRUCTION_DISTANCE_CHOICES = field(  # type: ignore[valid-type]
         default="mse",
         metadata={
-            "help": "per-sentence reconstruction term: mse = mean over the D dimensions of "
-            "(v - v')^2, the 'mean square error' of section 3.3 and Algorithm 2, whose scale "
-            "does not grow with D; sse = ||v - v'||^2 summed over D, as eq. (6) is printed "
-            "(with D = 2048 standardized features it outweighs the NLL ~1000-fold at "
-            "lambda_r = 0.2)"
+            "help": "c(v, v'): mean (mse, section 3.3) or sum (sse, eq. 6) of (v - v')^2 over "
+            "D; see docs/CRITERION.md"
         },
     )
     lambda_a: float = field(default=0.2, metadata={"help": "weight of the adversarial term"})
     lambda_gp: float = field(default=10.0, metadata={"help": "gradient penalty weight (eq. 5)"})
     adversarial_loss: ADVERSARIAL_LOSS_CHOICES = field(  # type: ignore[valid-type]
         default="wasserstein",
-        metadata={
-            "help": "adversarial term of the model/G loss: wasserstein = -D(x), log = "
-            "-log sigmoid(D(x)) (as printed in Algorithm 2)"
-        },
+        metadata={"help": "adversarial term A(d) of the model's loss: -d, or -log sigmoid(d)"},
     )
     critic_hidden: Optional[str] = field(
         default=None,
         metadata={
-            "help": "comma-separated ReLU layer sizes of the critic D; '' is linear; default '' "
-            "for q-waae (Appendix B), '1024,512' for g-wgan (eqs. 19-21)"
+            "help": "ReLU layer sizes of the critic D, comma-separated ('' is linear); "
+            "default '' for q-waae, '1024,512' for g-wgan"
         },
     )
     critic_lr: float = field(default=2e-4, metadata={"help": "learning rate of D's Adam"})
