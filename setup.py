@@ -25,5 +25,7 @@ setup(
         "plots": ["matplotlib"],
         "tok": ["sacremoses"],
         "features": ["pillow", "tqdm"],
+        # fairseq-train --tensorboard-logdir (fairseq prints "Please install tensorboardX" without)
+        "tensorboard": ["tensorboardX"],
     },
 )

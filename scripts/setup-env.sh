@@ -38,7 +38,7 @@ fi
 # fairseq-fixed builds its extensions against the torch, numpy and cython found here
 "${pip[@]}" cython numpy "setuptools<81" wheel
 echo "installing fairseq-fixed and the plugin (the first time builds fairseq: a few minutes)"
-"${pip[@]}" --no-build-isolation -e "${root}[test]"
+"${pip[@]}" --no-build-isolation -e "${root}[test,tensorboard]"
 "$py" -c "import fairseq, fairseq_mmt_adv; print('fairseq', fairseq.__version__)" 2>/dev/null
 echo "$want" >"$stamp"
 echo "environment ready: $venv"

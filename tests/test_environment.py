@@ -1,0 +1,45 @@
+"""What the set-up installs works out of the box: fairseq's --tensorboard-logdir."""
+
+import subprocess
+import sys
+
+from helpers import FEATURE_DIM, PACKAGE_DIR, train
+
+
+def test_fairseq_finds_tensorboardx():
+    done = subprocess.run(
+        [sys.executable, "-c", "import fairseq.tasks"], capture_output=True, text=True, check=True
+    )
+    assert "Please install tensorboardX" not in done.stdout + done.stderr
+
+
+def test_training_writes_tensorboard_logs(tiny_corpus, tmp_path):
+    logdir = tmp_path / "tensorboard"
+    train(
+        str(tiny_corpus / "bin"),
+        "--user-dir",
+        PACKAGE_DIR,
+        "--task",
+        "multimodal_translation",
+        "--visual-features",
+        str(tiny_corpus / "features"),
+        "--arch",
+        "cgru_mmt_small",
+        "--encoder-hidden-size",
+        str(FEATURE_DIM),
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.001",
+        "--batch-size",
+        "50",
+        "--max-update",
+        "2",
+        "--save-dir",
+        str(tmp_path / "checkpoints"),
+        "--no-save",
+        "--tensorboard-logdir",
+        str(logdir),
+    )
+    events = list(logdir.rglob("events.out.tfevents.*"))
+    assert {path.parent.name for path in events} >= {"train", "valid"}, events
