@@ -20,3 +20,12 @@ def register() -> None:
 
 if "fairseq" in sys.modules:
     register()
+
+
+def __getattr__(name: str):
+    """``MultimodalTranslator`` loads fairseq, so it is imported when first asked for."""
+    if name == "MultimodalTranslator":
+        from fairseq_mmt_adv.translator import MultimodalTranslator
+
+        return MultimodalTranslator
+    raise AttributeError(f"module 'fairseq_mmt_adv' has no attribute {name!r}")

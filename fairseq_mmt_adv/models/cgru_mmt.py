@@ -149,6 +149,11 @@ class ConditionalGRUMultimodalModel(FairseqEncoderDecoderModel):
     def final_hidden_size(self) -> int:
         return self.decoder.hidden_size
 
+    @property
+    def uses_image(self) -> bool:
+        """Whether translating needs the image (False for ``--visual-fusion none``)."""
+        return self.decoder.fusion.uses_image
+
     def forward(
         self,
         src_tokens: Tensor,

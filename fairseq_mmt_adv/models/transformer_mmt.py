@@ -135,6 +135,11 @@ class TransformerMMTModel(TransformerModel):
     def final_hidden_size(self) -> int:
         return self.decoder.output_embed_dim
 
+    @property
+    def uses_image(self) -> bool:
+        """Whether translating needs the image (False for ``--visual-fusion none``)."""
+        return self.encoder.fusion.uses_image
+
     def forward(
         self,
         src_tokens,

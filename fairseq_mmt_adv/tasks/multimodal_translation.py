@@ -130,6 +130,7 @@ class MultimodalTranslationTask(TranslationTask):
             "visual_feature_stats", lambda: self._trained_on("visual_feature_stats")
         )
         self.state.add_factory("visual_feature_norm", lambda: str(self.cfg.visual_feature_norm))
+        self.state.add_factory("visual_feature_extractor", self._train_feature_extractor)
 
     @property
     def visual_feature_dim(self) -> int:
@@ -166,6 +167,15 @@ class MultimodalTranslationTask(TranslationTask):
 
     def _train_features(self):
         return open_feature_file(self._train_path())
+
+    def _train_feature_extractor(self) -> dict | None:
+        """Which extractor and layer made the train features (their description file, written
+        by scripts/extract_features.py); None when unknown."""
+        if self._decoding_state:
+            return None  # a checkpoint written before the extractor was recorded
+        from fairseq_mmt_adv import image_features
+
+        return image_features.read_description(self._train_path())
 
     def _measure(self, key: str):
         """``key`` of the task state, measured on the train split's features."""
@@ -333,4 +343,6 @@ class MultimodalTranslationTask(TranslationTask):
         """Build the model, and remember it as the one that the criterion built next trains:
         ``adversarial_reconstruction`` sizes G and D by its ``final_hidden_size``."""
         self.trained_model = super().build_model(cfg, from_checkpoint)
+        extractor = self.state.visual_feature_extractor  # recorded in checkpoints from now on
+        logger.debug(f"visual features extracted by {extractor or 'an unknown extractor'}")
         return self.trained_model
