@@ -15,71 +15,18 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import fairseq_mmt_adv
-from fairseq_mmt_adv.demo_corpus import generate_demo_corpus
-
-BIN = Path(sys.executable).parent
-USER_DIR = os.path.dirname(fairseq_mmt_adv.__file__)
-PAPER_SIZES = [
-    "--encoder-embed-dim",
-    "256",
-    "--encoder-hidden-size",
-    "512",
-    "--decoder-embed-dim",
-    "256",
-    "--decoder-hidden-size",
-    "512",
-    "--decoder-out-embed-dim",
-    "256",
-]
-ADVERSARIAL = ["--criterion", "adversarial_reconstruction", "--reconstruction"]
-
-# name -> (task flags are added later) model and criterion flags
-SYSTEMS = {
-    "lstm": [
-        "--arch",
-        "lstm",
-        *PAPER_SIZES,
-        "--encoder-bidirectional",
-        "--dropout",
-        "0.3",
-        "--criterion",
-        "label_smoothed_cross_entropy",
-    ],
-    "cgru-reference": [
-        "--arch",
-        "cgru_mmt",
-        "--cgru-implementation",
-        "reference",
-        "--criterion",
-        "label_smoothed_cross_entropy",
-    ],
-    "cgru": ["--arch", "cgru_mmt", "--criterion", "label_smoothed_cross_entropy"],
-    "cgru+mse": ["--arch", "cgru_mmt", *ADVERSARIAL, "mse"],
-    "cgru+q-waae": ["--arch", "cgru_mmt", *ADVERSARIAL, "q-waae"],
-    "cgru+g-wgan": ["--arch", "cgru_mmt", *ADVERSARIAL, "g-wgan"],
-}
+from fairseq_mmt_adv.recipes.benchmarks import SYSTEMS, task_flags, train_flags
+from fairseq_mmt_adv.recipes.fairseq_steps import fairseq_cli, prepare_demo_corpus, run_logged
 
 
-def run_measured(command: list[str], threads: int) -> tuple[str, float, float]:
-    """Run a command; return its output, wall seconds and peak RSS (MiB)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    start = time.time()
-    with tempfile.TemporaryFile("w+") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        output = out.read()
-    if process.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed:\n{output[-3000:]}")
-    return output, time.time() - start, usage.ru_maxrss / 1024
+def run_measured(command: list[str], log: Path, threads: int) -> tuple[str, float]:
+    """Run a command with its output in ``log``; return the output and the peak RSS (MiB)."""
+    usage = run_logged(command, log, threads)
+    return log.read_text(errors="replace"), usage.peak_mib
 
 
 def inner_stat(output: str, key: str) -> float:
@@ -90,20 +37,6 @@ def inner_stat(output: str, key: str) -> float:
     return sum(values[1:]) / len(values[1:])
 
 
-def task_flags(system: str, data: Path, features: Path) -> list[str]:
-    if system == "lstm":
-        return [str(data), "--task", "translation", "--user-dir", USER_DIR]
-    return [
-        str(data),
-        "--user-dir",
-        USER_DIR,
-        "--task",
-        "multimodal_translation",
-        "--visual-features",
-        str(features),
-    ]
-
-
 def device_flags(device: str) -> list[str]:
     return ["--cpu"] if device == "cpu" else ["--bf16"] if device == "cuda-bf16" else []
 
@@ -111,17 +44,10 @@ def device_flags(device: str) -> list[str]:
 def benchmark_training(system: str, args: argparse.Namespace, save_dir: Path) -> dict:
     shutil.rmtree(save_dir, ignore_errors=True)  # else fairseq-train resumes a finished run
     interval = max(args.updates // 4, 1)
-    output, _, rss = run_measured(
+    output, rss = run_measured(
         [
-            str(BIN / "fairseq-train"),
-            *task_flags(system, args.data, args.features),
-            *SYSTEMS[system],
-            "--optimizer",
-            "adam",
-            "--lr",
-            "4e-4",
-            "--clip-norm",
-            "1",
+            fairseq_cli("train"),
+            *train_flags(system, args.data, args.features),
             "--batch-size",
             str(args.batch_size),
             "--max-update",
@@ -139,6 +65,7 @@ def benchmark_training(system: str, args: argparse.Namespace, save_dir: Path) ->
             "1",
             *device_flags(args.device),
         ],
+        save_dir.with_name(f"{system}.train.log"),
         args.threads,
     )
     return {
@@ -159,9 +86,9 @@ def benchmark_decoding(
     """
     length = args.decode_length
     forced = ["--min-len", str(length), "--max-len-a", "0", "--max-len-b", str(length)]
-    output, _, _ = run_measured(
+    output, _ = run_measured(
         [
-            str(BIN / "fairseq-generate"),
+            fairseq_cli("generate"),
             *task_flags(system, args.data, args.features),
             "--path",
             str(save_dir / "checkpoint_last.pt"),
@@ -174,6 +101,7 @@ def benchmark_decoding(
             str(args.decode_batch_size),
             *device_flags(args.device),
         ],
+        save_dir.with_name(f"{system}.beam{beam}.log"),
         args.threads,
     )
     match = re.search(
@@ -254,35 +182,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--decode-length must be 0 or more")
     if (args.data is None) != (args.features is None):
         parser.error("--data and --features go together")
+    unknown = sorted(set(args.systems.split(",")) - set(SYSTEMS))
+    if unknown:
+        parser.error(f"unknown systems {unknown}; choose from {list(SYSTEMS)}")
     return args
-
-
-def prepare_demo_corpus(work: Path, threads: int) -> tuple[Path, Path]:
-    """The demo corpus with 2048-d features, binarized under ``work/corpus`` (kept between
-    runs); returns the data and feature directories."""
-    corpus = work / "corpus"
-    if not (corpus / "bin" / "dict.de.txt").is_file():
-        generate_demo_corpus(corpus, feature_dim=2048)
-        raw = corpus / "raw"
-        run_measured(
-            [
-                str(BIN / "fairseq-preprocess"),
-                "--source-lang",
-                "en",
-                "--target-lang",
-                "de",
-                "--trainpref",
-                str(raw / "train"),
-                "--validpref",
-                str(raw / "valid"),
-                "--testpref",
-                str(raw / "test"),
-                "--destdir",
-                str(corpus / "bin"),
-            ],
-            threads,
-        )
-    return corpus / "bin", corpus / "features"
 
 
 def measure_system(system: str, args: argparse.Namespace, save_dir: Path) -> dict:
@@ -306,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="mmt-benchmark-"))
     if args.data is None:
-        args.data, args.features = prepare_demo_corpus(work, args.threads)
+        corpus = prepare_demo_corpus(work / "corpus", feature_dim=2048, threads=args.threads)
+        args.data, args.features = corpus.bin, corpus.features
     systems = args.systems.split(",")
     runs: dict[str, list[dict]] = {system: [] for system in systems}
     for repeat in range(args.repeats):  # interleaved, so that slow drifts hit every system

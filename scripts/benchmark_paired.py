@@ -34,47 +34,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from benchmark import PAPER_SIZES, prepare_demo_corpus
 from fairseq import optim, options, tasks, utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
 import fairseq_mmt_adv
+from fairseq_mmt_adv.recipes.benchmarks import SYSTEMS, train_flags
+from fairseq_mmt_adv.recipes.fairseq_steps import prepare_demo_corpus
 
 fairseq_mmt_adv.register()
 
-USER_DIR = str(Path(fairseq_mmt_adv.__file__).parent)
-CGRU = ["--arch", "cgru_mmt"]
-NLL = ["--criterion", "label_smoothed_cross_entropy"]
-SYSTEMS = {
-    "lstm": [
-        "--task",
-        "translation",
-        "--arch",
-        "lstm",
-        *PAPER_SIZES,
-        "--encoder-bidirectional",
-        "--dropout",
-        "0.3",
-        *NLL,
-    ],
-    "cgru-reference": [*CGRU, "--cgru-implementation", "reference", *NLL],
-    "cgru": [*CGRU, *NLL],
-    "cgru+mse": [*CGRU, "--criterion", "adversarial_reconstruction", "--reconstruction", "mse"],
-    "cgru+q-waae": [
-        *CGRU,
-        "--criterion",
-        "adversarial_reconstruction",
-        "--reconstruction",
-        "q-waae",
-    ],
-    "cgru+g-wgan": [
-        *CGRU,
-        "--criterion",
-        "adversarial_reconstruction",
-        "--reconstruction",
-        "g-wgan",
-    ],
-}
 Measure = Callable[[int], float]  # round -> seconds
 
 
@@ -82,24 +50,8 @@ class System:
     """A system as ``fairseq-train`` / ``fairseq-generate`` would build it from its flags."""
 
     def __init__(self, name: str, args: argparse.Namespace) -> None:
-        flags = SYSTEMS[name]
-        task_flags = (
-            []
-            if "--task" in flags
-            else ["--task", "multimodal_translation", "--visual-features", str(args.features)]
-        )
         argv = [
-            str(args.data),
-            "--user-dir",
-            USER_DIR,
-            *task_flags,
-            *flags,
-            "--optimizer",
-            "adam",
-            "--lr",
-            "4e-4",
-            "--clip-norm",
-            "1",
+            *train_flags(name, args.data, args.features),
             "--seed",
             "1",
             *(["--cpu"] if args.device == "cpu" else []),
@@ -260,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.data is None:
         work = args.work_dir or Path(tempfile.mkdtemp(prefix="mmt-benchmark-"))
-        args.data, args.features = prepare_demo_corpus(work, args.threads)
+        corpus = prepare_demo_corpus(work / "corpus", feature_dim=2048, threads=args.threads)
+        args.data, args.features = corpus.bin, corpus.features
     systems = {name: System(name, args) for name in args.systems.split(",")}
     first = next(iter(systems.values()))
     header = (

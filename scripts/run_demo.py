@@ -12,72 +12,30 @@ accuracy on the scene-ambiguous words, which only the image disambiguates.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import fairseq_mmt_adv
-from fairseq_mmt_adv.demo_corpus import ambiguous_word_accuracy, generate_demo_corpus
+from fairseq_mmt_adv import systems as mmt_systems
+from fairseq_mmt_adv.demo_corpus import ambiguous_word_accuracy
+from fairseq_mmt_adv.recipes.fairseq_steps import (
+    USER_DIR,
+    DemoCorpus,
+    fairseq_cli,
+    prepare_demo_corpus,
+    run_logged,
+)
 from fairseq_mmt_adv.scoring import parse_fairseq_generate, read_lines, score
 
-BIN = Path(sys.executable).parent
-USER_DIR = os.path.dirname(fairseq_mmt_adv.__file__)
-ADVERSARIAL = ["--criterion", "adversarial_reconstruction", "--reconstruction"]
-
-# name -> fairseq-train flags on top of the common ones
-SYSTEMS = {
-    "text-only": ["--visual-fusion", "none"],
-    "ctx-mul": [],
-    "mse": [*ADVERSARIAL, "mse"],
-    "q-waae": [*ADVERSARIAL, "q-waae"],
-    # the paper's critic (1024, 512) would dwarf cgru_mmt_small (hidden 128) and the CPU budget
-    "g-wgan": [*ADVERSARIAL, "g-wgan", "--critic-hidden", "256,128"],
-}
+# The cGRU family's systems without the "no v" ablations of the reconstruction modes.
+SYSTEMS = ["text-only", "ctx-mul", *mmt_systems.RECONSTRUCTIONS]
+# The demo's own settings beside each system's flags: the paper's critic (1024, 512) would dwarf
+# cgru_mmt_small (hidden 128) and the CPU budget.
+DEMO_FLAGS = {"g-wgan": ["--critic-hidden", "256,128"]}
 
 
-def run(command: list[str], log: Path, threads: int) -> None:
-    """Run a fairseq command, its output in ``log``; fail with the log's tail on error."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with open(log, "w") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    if done.returncode != 0:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
-        raise RuntimeError(f"{' '.join(command[:2])} failed (log: {log}):\n{tail}")
-
-
-def prepare(out: Path, seed: int, threads: int) -> Path:
-    """Generate and binarize the demo corpus once; return the corpus directory."""
-    corpus = out / "corpus"
-    if not (corpus / "bin" / "dict.de.txt").is_file():
-        generate_demo_corpus(corpus, seed=seed)
-        raw = corpus / "raw"
-        run(
-            [
-                str(BIN / "fairseq-preprocess"),
-                "--source-lang",
-                "en",
-                "--target-lang",
-                "de",
-                "--trainpref",
-                str(raw / "train"),
-                "--validpref",
-                str(raw / "valid"),
-                "--testpref",
-                str(raw / "test"),
-                "--destdir",
-                str(corpus / "bin"),
-                "--workers",
-                "1",
-            ],
-            out / "preprocess.log",
-            threads,
-        )
-    return corpus
-
-
-def train_and_decode(corpus: Path, out: Path, system: str, args: argparse.Namespace) -> dict:
+def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.Namespace) -> dict:
     """Train one system, decode the test split, return its scores and wall time."""
     save_dir = out / system
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -87,13 +45,13 @@ def train_and_decode(corpus: Path, out: Path, system: str, args: argparse.Namesp
         "--task",
         "multimodal_translation",
         "--visual-features",
-        str(corpus / "features"),
+        str(corpus.features),
     ]
     start = time.time()
-    run(
+    run_logged(
         [
-            str(BIN / "fairseq-train"),
-            str(corpus / "bin"),
+            fairseq_cli("train"),
+            str(corpus.bin),
             *task,
             "--arch",
             "cgru_mmt_small",
@@ -120,19 +78,18 @@ def train_and_decode(corpus: Path, out: Path, system: str, args: argparse.Namesp
             "simple",
             "--log-interval",
             "50",
-            "--criterion",
-            "label_smoothed_cross_entropy",
-            *SYSTEMS[system],
+            *mmt_systems.flags(system),
+            *DEMO_FLAGS.get(system, []),
         ],
         save_dir / "train.log",
         args.threads,
     )
     train_seconds = time.time() - start
     generated = save_dir / "generate-test.txt"
-    run(
+    run_logged(
         [
-            str(BIN / "fairseq-generate"),
-            str(corpus / "bin"),
+            fairseq_cli("generate"),
+            str(corpus.bin),
             *task,
             "--gen-subset",
             "test",
@@ -148,9 +105,9 @@ def train_and_decode(corpus: Path, out: Path, system: str, args: argparse.Namesp
         args.threads,
     )
     hypotheses, _ = parse_fairseq_generate(generated)
-    references = read_lines(corpus / "raw" / "test.de")
+    references = read_lines(corpus.root / "raw" / "test.de")
     scores = score(hypotheses, references, "de", meteor_jar=os.environ.get("METEOR_JAR"))
-    accuracy = ambiguous_word_accuracy(hypotheses, read_lines(corpus / "raw" / "test.ambig"))
+    accuracy = ambiguous_word_accuracy(hypotheses, read_lines(corpus.root / "raw" / "test.ambig"))
     return {
         "system": system,
         "bleu": scores.bleu_tok_lc,
@@ -192,7 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    corpus = prepare(args.out, args.seed, args.threads)
+    corpus = prepare_demo_corpus(args.out / "corpus", seed=args.seed, threads=args.threads)
     systems = args.systems.split(",")
     print(f"training {', '.join(systems)} on the demo corpus ({args.epochs} epochs each, CPU)")
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -1,0 +1,59 @@
+"""The systems of the speed benchmarks (``scripts/benchmark.py``, ``scripts/benchmark_paired.py``).
+
+* ``lstm``: fairseq's own ``lstm`` at the sizes of ``cgru_mmt`` (embeddings 256, hidden 512,
+  bidirectional encoder, dropout 0.3), plain ``translation``: the reference the ratios are to;
+* ``cgru``: the paper's baseline (``fairseq_mmt_adv.systems.BASELINES["cgru"]``, ``cgru_mmt``),
+  ``cgru-reference`` the same with the step-by-step decoder (``--cgru-implementation
+  reference``), ``cgru+MODE`` the system ``MODE`` of ``fairseq_mmt_adv.systems`` (``mse``,
+  ``q-waae``, ``g-wgan``).
+
+Every system trains with :data:`OPTIMIZATION` (the paper's Adam and clipping).
+"""
+
+from pathlib import Path
+
+from fairseq_mmt_adv import systems
+from fairseq_mmt_adv.recipes.fairseq_steps import USER_DIR
+
+# cgru_mmt's sizes (Appendix A) for fairseq's lstm
+PAPER_SIZES = (
+    *("--encoder-embed-dim", "256", "--encoder-hidden-size", "512"),
+    *("--decoder-embed-dim", "256", "--decoder-hidden-size", "512"),
+    *("--decoder-out-embed-dim", "256"),
+)
+LSTM = ("--arch", "lstm", *PAPER_SIZES, "--encoder-bidirectional", "--dropout", "0.3")
+CGRU = ("--arch", "cgru_mmt")
+OPTIMIZATION = ("--optimizer", "adam", "--lr", "4e-4", "--clip-norm", "1")
+
+
+def _benchmark_systems() -> dict[str, list[str]]:
+    baseline = systems.flags(systems.BASELINES["cgru"])
+    result = {
+        "lstm": [*LSTM, *systems.NLL_CRITERION],
+        "cgru-reference": [*CGRU, "--cgru-implementation", "reference", *baseline],
+        "cgru": [*CGRU, *baseline],
+    }
+    result.update(
+        {f"cgru+{mode}": [*CGRU, *systems.flags(mode)] for mode in systems.RECONSTRUCTIONS}
+    )
+    return result
+
+
+# name -> model and criterion flags
+SYSTEMS = _benchmark_systems()
+
+
+def task_flags(name: str, data: str | Path, features: str | Path) -> list[str]:
+    """The data directory, the plugin and the task of a benchmark system: ``translation`` for
+    ``lstm``, ``multimodal_translation`` with ``features`` for the others."""
+    if name == "lstm":
+        return [str(data), "--user-dir", USER_DIR, "--task", "translation"]
+    task = ["--task", "multimodal_translation", "--visual-features", str(features)]
+    return [str(data), "--user-dir", USER_DIR, *task]
+
+
+def train_flags(name: str, data: str | Path, features: str | Path) -> list[str]:
+    """A benchmark system's fairseq-train flags: data, task, model, criterion, optimization."""
+    if name not in SYSTEMS:
+        raise ValueError(f"unknown benchmark system {name!r}: one of {', '.join(SYSTEMS)}")
+    return [*task_flags(name, data, features), *SYSTEMS[name], *OPTIMIZATION]

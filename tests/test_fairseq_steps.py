@@ -1,0 +1,99 @@
+"""fairseq_mmt_adv.recipes.fairseq_steps and .benchmarks: logged commands, the demo corpus, the
+benchmark systems."""
+
+import sys
+from pathlib import Path
+
+import pytest
+from fairseq import options
+
+from fairseq_mmt_adv import systems
+from fairseq_mmt_adv.models.cgru_mmt import CGRUMMTConfig
+from fairseq_mmt_adv.recipes import benchmarks, fairseq_steps
+
+
+def test_run_logged_writes_the_log_and_limits_threads(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "step.log"
+    code = "import os, sys; print(os.environ['OMP_NUM_THREADS']); print('err', file=sys.stderr)"
+    usage = fairseq_steps.run_logged([sys.executable, "-c", code], log, threads=3)
+    assert log.read_text().split() == ["3", "err"]
+    assert usage.seconds > 0 and usage.peak_mib > 1
+
+
+def test_run_logged_fails_with_the_logs_tail(tmp_path: Path) -> None:
+    code = "for i in range(50): print('line', i)\nraise SystemExit(7)"
+    log = tmp_path / "fail.log"
+    with pytest.raises(fairseq_steps.StepError) as error:
+        fairseq_steps.run_logged([sys.executable, "-c", code], log, tail=2)
+    message = str(error.value)
+    assert message.startswith(f"{Path(sys.executable).name} -c failed with exit status 7")
+    assert f"(log: {log})" in message
+    assert message.endswith("line 48\nline 49\n") and "line 47" not in message
+
+
+def test_prepare_demo_corpus_binarizes_once_per_setting(tmp_path: Path) -> None:
+    sizes = {"train": 30, "valid": 8, "test": 9}
+    corpus = fairseq_steps.prepare_demo_corpus(tmp_path / "c", feature_dim=6, sizes=sizes)
+    assert corpus.bin == tmp_path / "c" / "bin" and corpus.features == tmp_path / "c" / "features"
+    for split, rows in sizes.items():
+        assert (corpus.bin / f"{split}.en-de.de.idx").is_file()
+        assert (corpus.features / f"{split}.npy").is_file()
+        assert len((corpus.root / "raw" / f"{split}.en").read_text().splitlines()) == rows
+    dictionary = corpus.bin / "dict.de.txt"
+    made = dictionary.stat().st_mtime_ns
+    again = fairseq_steps.prepare_demo_corpus(tmp_path / "c", feature_dim=6, sizes=sizes)
+    assert again == corpus and dictionary.stat().st_mtime_ns == made  # kept
+    fairseq_steps.prepare_demo_corpus(tmp_path / "c", seed=2, feature_dim=6, sizes=sizes)
+    assert dictionary.stat().st_mtime_ns != made  # another seed: made again
+    assert "'seed': 2" in (corpus.root / "prepared.txt").read_text()
+    assert not (corpus.root / "bin.partial").exists()
+
+
+def test_environment_names_the_versions_and_the_device() -> None:
+    import fairseq
+    import torch
+
+    line = fairseq_steps.environment()
+    assert line.startswith(f"torch {torch.__version__} | fairseq {fairseq.__version__} | device ")
+
+
+def parse(name: str) -> object:
+    argv = benchmarks.train_flags(name, "data", "features")
+    return options.parse_args_and_arch(options.get_training_parser(), argv)
+
+
+@pytest.mark.parametrize("name", list(benchmarks.SYSTEMS))
+def test_benchmark_systems_parse_as_fairseq_train_flags(name: str) -> None:
+    args = parse(name)
+    assert (args.optimizer, args.lr, args.clip_norm) == ("adam", [4e-4], 1.0)
+    if name == "lstm":
+        assert (args.task, args.arch, args.criterion) == (
+            "translation",
+            "lstm",
+            "label_smoothed_cross_entropy",
+        )
+        return
+    assert (args.task, args.visual_features, args.arch) == (
+        "multimodal_translation",
+        "features",
+        "cgru_mmt",
+    )
+    mode = name.removeprefix("cgru+") if "+" in name else None
+    assert getattr(args, "reconstruction", None) == mode
+    assert args.visual_fusion == systems.get(mode or "baseline").fusion
+    reference = getattr(args, "cgru_implementation", None) == "reference"
+    assert reference == (name == "cgru-reference")
+
+
+def test_the_lstm_has_the_cgrus_sizes() -> None:
+    lstm, cgru = parse("lstm"), CGRUMMTConfig()
+    for size in ("encoder_embed_dim", "encoder_hidden_size", "decoder_embed_dim"):
+        assert getattr(lstm, size) == getattr(cgru, size), size
+    for size in ("decoder_hidden_size", "decoder_out_embed_dim"):
+        assert getattr(lstm, size) == getattr(cgru, size), size
+    assert lstm.encoder_bidirectional
+
+
+def test_an_unknown_benchmark_system_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown benchmark system 'gru': one of lstm, "):
+        benchmarks.train_flags("gru", "data", "features")
