@@ -41,7 +41,8 @@ Preprocessing:
   --out DIR             output directory (required)
   --workers N           parallel workers for subword-nmt and fairseq-preprocess (default 4)
   --python PY           Python whose bin directory (or else PATH) provides fairseq-preprocess and
-                        subword-nmt (default: python3 on PATH)
+                        subword-nmt (default: the repository's .venv/bin/python when it exists,
+                        else python3 on PATH)
   -h, --help            show this help
 
 Output in OUT:
@@ -80,7 +81,10 @@ JOINT=1
 JOINED_DICT=0
 OUT=
 WORKERS=4
-PY=python3
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=
+# the package's steps (fairseq_mmt_adv.recipes) from this checkout, whichever Python runs them
+export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
 
 need_value() { [[ $# -ge 2 && -n $2 ]] || die "option $1 needs a value (see --help)"; }
 
@@ -152,7 +156,10 @@ fi
 TASK1=$M30K/data/task1
 [[ -d $TASK1 ]] || die "$TASK1 does not exist: --multi30k must be a copy of $DATASET_URL"
 
-# Tools: next to the given Python, else on PATH.
+# Tools: next to the given Python (default: the repository's .venv, else python3), else on PATH.
+if [[ -z $PY ]]; then
+  if [[ -x $REPO/.venv/bin/python ]]; then PY=$REPO/.venv/bin/python; else PY=python3; fi
+fi
 PY_PATH=$(command -v "$PY") || die "Python '$PY' not found (give one with --python)"
 BIN_DIR=$(dirname "$PY_PATH")
 find_tool() {
@@ -164,6 +171,7 @@ find_tool() {
 }
 SUBWORD_NMT=$(find_tool subword-nmt subword-nmt)
 FAIRSEQ_PREPROCESS=$(find_tool fairseq-preprocess fairseq-fixed)
+log "tools: $PY_PATH, $SUBWORD_NMT, $FAIRSEQ_PREPROCESS"
 
 count_lines() {  # count_lines FILE: lines of a text or .gz file (a last line without \n counts)
   if [[ $1 == *.gz ]]; then
@@ -248,30 +256,10 @@ fi
 
 # 1. Text: tokenized text (official files or sacremoses) and untokenized references.
 tokenize_moses() {  # tokenize_moses IN.gz OUT LANG [IN.gz OUT LANG ...]
-  "$PY" - "$LOWERCASE" "$WORKERS" "$@" <<'PYEOF'
-import gzip, os, sys
-from multiprocessing import Pool
-
-try:
-    from sacremoses import MosesPunctNormalizer, MosesTokenizer
-except ImportError:
-    sys.exit(f"prepare-multi30k: error: --tokenization moses needs sacremoses in {sys.executable} "
-             "(pip install sacremoses)")
-
-def tokenize(src, dst, lang):
-    norm, tok = MosesPunctNormalizer(lang=lang), MosesTokenizer(lang=lang)
-    with gzip.open(src, "rt", encoding="utf-8") as fin, open(dst + ".tmp", "w", encoding="utf-8") as fout:
-        for line in fin:
-            line = norm.normalize(line.rstrip("\n"))
-            if sys.argv[1] == "1":
-                line = line.lower()
-            fout.write(tok.tokenize(line, escape=True, return_str=True).strip() + "\n")
-    os.replace(dst + ".tmp", dst)
-
-jobs = [sys.argv[i:i + 3] for i in range(3, len(sys.argv), 3)]
-with Pool(min(int(sys.argv[2]), len(jobs))) as pool:
-    pool.starmap(tokenize, jobs)
-PYEOF
+  local lower=()
+  [[ $LOWERCASE == 0 ]] || lower=(--lowercase)
+  "$PY" -m fairseq_mmt_adv.recipes.moses --prog "$PROG" --workers "$WORKERS" "${lower[@]}" "$@" \
+    || exit 1
 }
 
 copy_text() {  # copy_text IN OUT: plain or .gz IN to OUT via a temporary file
@@ -416,35 +404,9 @@ EOF
 fi
 
 # 7. Visual features: link (or convert to float32) DIR/<pattern> as OUT/<fairseq split>.npy.
+# The task's own checks of a feature file (fairseq_mmt_adv/recipes/features.py), train first.
 link_features() {  # link_features SRC DST ROWS [SRC DST ROWS ...]
-  "$PY" - "$@" <<'PYEOF'
-import os, sys
-
-import numpy as np
-
-jobs = [sys.argv[i:i + 3] for i in range(1, len(sys.argv), 3)]
-arrays = []
-for src, dst, rows in jobs:
-    try:
-        array = np.load(src, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as err:
-        sys.exit(f"prepare-multi30k: error: cannot read {src} as .npy ({err}): re-extract it")
-    if array.ndim not in (2, 3) or array.shape[0] != int(rows):
-        sys.exit(f"prepare-multi30k: error: {src} has shape {array.shape}, expected ({rows}, D) or "
-                 f"({rows}, K, D): one row per sentence of the split, in image_splits order")
-    if not np.issubdtype(array.dtype, np.floating):
-        sys.exit(f"prepare-multi30k: error: {src} has dtype {array.dtype}, expected floats")
-    arrays.append(array)
-for (src, dst, _), array in zip(jobs, arrays):
-    tmp = dst + ".tmp.npy"
-    if array.dtype in (np.float16, np.float32):
-        if os.path.lexists(tmp):
-            os.remove(tmp)
-        os.symlink(os.path.abspath(src), tmp)
-    else:
-        np.save(tmp, array.astype(np.float32))
-    os.replace(tmp, dst)
-PYEOF
+  "$PY" -m fairseq_mmt_adv.recipes.features --prog "$PROG" link "$@" || exit 1
 }
 
 if [[ -z $FEATURES ]]; then

@@ -290,6 +290,59 @@ def test_moses_tokenization_separate_bpe_en_cs(prepared: dict, tmp_path: Path) -
     assert "n/a" in (out / "vocab_sizes.txt").read_text()
 
 
+def test_finds_the_repositorys_environment_without_python_or_path(
+    prepared: dict, tmp_path: Path
+) -> None:
+    """A new user's call: no --python, the environment not activated (not on PATH): the
+    script takes the tools of the repository's .venv (here a copy of the repository whose
+    .venv/bin holds this environment's tools)."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(SCRIPT, repo / "scripts" / SCRIPT.name)
+    venv_bin = repo / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (venv_bin / "python").chmod(0o755)
+    for tool in ("subword-nmt", "fairseq-preprocess"):
+        (venv_bin / tool).symlink_to(Path(sys.executable).parent / tool)
+    out = tmp_path / "out"
+    shutil.copytree(prepared["out"], out, symlinks=True)
+    path = ":".join(p for p in ("/usr/bin", "/bin") if Path(p).is_dir())
+    assert not any((Path(p) / "subword-nmt").exists() for p in path.split(":"))
+    proc = subprocess.run(
+        ["bash", str(repo / "scripts" / SCRIPT.name), "--multi30k", prepared["m30k"], "--out"]
+        + [str(out), "--bpe-merges", "50"],
+        capture_output=True,
+        text=True,
+        env={"PATH": path, "HOME": str(tmp_path)},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    tools = f"tools: {venv_bin}/python, {venv_bin}/subword-nmt, {venv_bin}/fairseq-preprocess"
+    assert tools in proc.stdout
+    assert proc.stdout.count("done before, skipped") == 6  # and no --features
+
+
+def test_bad_feature_file_fails_by_the_tasks_rules(prepared: dict, tmp_path: Path) -> None:
+    """A feature file the task would refuse is refused here, naming it; nothing is linked."""
+    features = tmp_path / "features"
+    shutil.copytree(prepared["features"], features)
+    bad = features / "test_2017_flickr.npy"
+    values = np.load(bad)
+    values[3, 2] = np.nan
+    np.save(bad, values)
+    out = tmp_path / "out"
+    shutil.copytree(prepared["out"], out, symlinks=True)
+    for stale in out.glob("*.npy"):
+        stale.unlink()
+    proc = run_script(
+        "--multi30k", prepared["m30k"], "--out", out, "--bpe-merges", "50", "--features", features
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.startswith(f"prepare-multi30k: error: visual feature file {bad}: row 3")
+    assert not list(out.glob("*.npy*"))
+
+
 DEVICE_CHECK = SCRIPT.parent / "device-check.sh"
 
 
