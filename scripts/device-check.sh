@@ -86,7 +86,8 @@ run_logged() {
   local log=$1; shift
   "$@" > "$log" 2>&1 || { tail -n 40 "$log" >&2; die "failed, see $log: $*"; }
 }
-seconds_since() { python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$1"; }
+now() { echo "$EPOCHREALTIME"; }
+seconds_since() { awk -v start="$1" -v end="$EPOCHREALTIME" 'BEGIN { printf "%.1f\n", end - start }'; }
 
 if [[ -n $KIT ]]; then
   # a machine still warm from an earlier call keeps /tmp/site
@@ -99,23 +100,14 @@ fi
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 PYTHON=$(command -v python3)
 note "device-check $(date -u +%FT%TZ), commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-"$PYTHON" -c "import torch, fairseq; print('torch', torch.__version__, '| fairseq', fairseq.__version__,
-'| device', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')" | tee -a "$SUMMARY"
+"$PYTHON" -m fairseq_mmt_adv.recipes.fairseq_steps environment | tee -a "$SUMMARY"
 
 FEATURES=$WORK/features
 mkdir -p "$FEATURES"
-"$PYTHON" - "$DATA/splits.tsv" "$FEATURES" <<'PY'
-import csv, sys
-import numpy as np
-rng = np.random.default_rng(0)
-with open(sys.argv[1]) as table:
-    for row in csv.DictReader(table, delimiter="\t"):
-        rows = int(row["sentences"])
-        np.save(f"{sys.argv[2]}/{row['split']}.npy", rng.standard_normal((rows, 2048), np.float32).astype(np.float16))
-PY
+"$PYTHON" -m fairseq_mmt_adv.recipes.features random "$DATA/splits.tsv" "$FEATURES" --dim 2048
 
 if has_phase tests; then
-  start=$(date +%s.%N)
+  start=$(now)
   status=passed
   "$PYTHON" -m pytest -q -rs -p no:cacheprovider -m cuda "$REPO/tests" > "$OUT/tests.log" 2>&1 \
     || status=FAILED
@@ -138,20 +130,17 @@ SAVE_DIR=$WORK/baseline-nov
 cpu=()
 [[ $DEVICE == cpu ]] && cpu=(--cpu)
 if has_phase train; then
-  start=$(date +%s.%N)
+  start=$(now)
   run_logged "$OUT/train.log" env FAIRSEQ_BIN="$(dirname "$(command -v fairseq-train)")" \
     DATA="$DATA" FEATURES="$FEATURES" bash "$REPO/examples/multi30k/train.sh" \
     --system baseline-nov --save-dir "$SAVE_DIR" --force -- "${cpu[@]}" "$@"
   seconds=$(seconds_since "$start")
-  bleu=$("$PYTHON" -c "import sys; sys.path.insert(0, sys.argv[2]); from plot_curves import read_log
-scores = [r['valid_bleu'] for r in read_log(sys.argv[1]).epochs.values() if 'valid_bleu' in r]
-print(len(scores), 'epochs, best valid BLEU', max(scores, default=float('nan')))" \
-    "$SAVE_DIR/train.log" "$REPO/examples/multi30k")
+  bleu=$("$PYTHON" -m fairseq_mmt_adv.recipes.summary best-bleu "$SAVE_DIR/train.log")
   note "train: $seconds s to the end of training, $bleu"
 fi
 
 if has_phase decode; then
-  start=$(date +%s.%N)
+  start=$(now)
   run_logged "$OUT/decode-test.log" fairseq-generate "$DATA" --user-dir "$REPO/fairseq_mmt_adv" \
     --task multimodal_translation --visual-features "$FEATURES" --gen-subset test --beam 12 \
     --path "$SAVE_DIR/checkpoint_best.pt" --batch-size 128 --remove-bpe "${cpu[@]}"

@@ -188,12 +188,7 @@ join_seeds() {  # join_seeds "1 2 3": 1-2-3
 }
 
 report_scores() {  # report_scores FILE.json: "BLEU x METEOR y" of a scoring --json output
-  "$PYTHON" - "$1" <<'PYEOF'
-import json, sys
-s = json.load(open(sys.argv[1]))
-meteor = "-" if s["meteor"] is None else "%.2f" % s["meteor"]
-print("BLEU %.2f METEOR %s" % (s["bleu_tok_lc"], meteor))
-PYEOF
+  "$PYTHON" -m fairseq_mmt_adv.recipes.summary score-line "$1"
 }
 
 declare -A DECODED=()
@@ -303,20 +298,7 @@ summary_stage() {
     echo "# summary of $RESULTS/*/*/*/beam$BEAM.ensemble.*.json"
     return
   fi
-  "$PYTHON" - "$RESULTS" "$BEAM" <<'PYEOF'
-import json, sys
-from pathlib import Path
-
-root, beam = Path(sys.argv[1]), sys.argv[2]
-print(f"{'pair':6} {'run':28} {'seeds':12} {'split':6} {'BLEU':>6} {'METEOR':>7} {'sacreBLEU':>9}")
-for path in sorted(root.glob(f"*/*/*/beam{beam}.ensemble.*.json")):
-    s = json.loads(path.read_text())
-    split = path.name.split(".")[-2]
-    meteor = "-" if s["meteor"] is None else f"{s['meteor']:.2f}"
-    pair, run, seeds = path.parts[-4:-1]
-    print(f"{pair:6} {run:28} {seeds[5:]:12} {split:6} {s['bleu_tok_lc']:6.2f} {meteor:>7} "
-          f"{s['bleu_sacre']:9.2f}")
-PYEOF
+  "$PYTHON" -m fairseq_mmt_adv.recipes.summary table "$RESULTS" "$BEAM"
 }
 
 for stage in "${ALL_STAGES[@]}"; do
