@@ -20,6 +20,9 @@ setup(
         "sacrebleu>=2.0",
         "subword-nmt",
     ],
+    entry_points={
+        "console_scripts": ["fairseq-mmt-translate = fairseq_mmt_adv.translate_cli:cli_main"],
+    },
     extras_require={
         "test": ["pytest", "ruff", "sacremoses", "pillow", "matplotlib"],
         "plots": ["matplotlib"],
