@@ -4,6 +4,7 @@ benchmark systems."""
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fairseq import options
 
@@ -31,20 +32,41 @@ def test_run_logged_fails_with_the_logs_tail(tmp_path: Path) -> None:
     assert message.endswith("line 48\nline 49\n") and "line 47" not in message
 
 
-def test_prepare_demo_corpus_binarizes_once_per_setting(tmp_path: Path) -> None:
+# fairseq-preprocess's part that prepare_demo_corpus relies on: --destdir gets the dictionaries
+# (the real one runs in tests/test_end_to_end.py's demo run; here the steps around it are tested)
+FAKE_PREPROCESS = """\
+import sys
+from pathlib import Path
+args = sys.argv[1:]
+destdir = Path(args[args.index("--destdir") + 1])
+assert not destdir.exists(), "fairseq-preprocess refuses existing dictionaries"
+destdir.mkdir()
+train = Path(args[args.index("--trainpref") + 1] + ".de").read_text()
+(destdir / "dict.de.txt").write_text(f"{len(train.splitlines())} sentences")
+"""
+
+
+def test_prepare_demo_corpus_binarizes_once_per_setting(tmp_path: Path, monkeypatch) -> None:
+    fake = tmp_path / "fairseq-preprocess"
+    fake.write_text(f"#!{sys.executable}\n{FAKE_PREPROCESS}")
+    fake.chmod(0o755)
+    monkeypatch.setattr(
+        fairseq_steps, "fairseq_cli", lambda name: str(tmp_path / f"fairseq-{name}")
+    )
     sizes = {"train": 30, "valid": 8, "test": 9}
     corpus = fairseq_steps.prepare_demo_corpus(tmp_path / "c", feature_dim=6, sizes=sizes)
     assert corpus.bin == tmp_path / "c" / "bin" and corpus.features == tmp_path / "c" / "features"
     for split, rows in sizes.items():
-        assert (corpus.bin / f"{split}.en-de.de.idx").is_file()
-        assert (corpus.features / f"{split}.npy").is_file()
+        assert np.load(corpus.features / f"{split}.npy").shape == (rows, 6)
         assert len((corpus.root / "raw" / f"{split}.en").read_text().splitlines()) == rows
     dictionary = corpus.bin / "dict.de.txt"
+    assert dictionary.read_text() == "30 sentences"
     made = dictionary.stat().st_mtime_ns
     again = fairseq_steps.prepare_demo_corpus(tmp_path / "c", feature_dim=6, sizes=sizes)
     assert again == corpus and dictionary.stat().st_mtime_ns == made  # kept
-    fairseq_steps.prepare_demo_corpus(tmp_path / "c", seed=2, feature_dim=6, sizes=sizes)
-    assert dictionary.stat().st_mtime_ns != made  # another seed: made again
+    fairseq_steps.prepare_demo_corpus(tmp_path / "c", seed=2, sizes={**sizes, "train": 20})
+    assert dictionary.read_text() == "20 sentences"  # other settings: made again
+    assert np.load(corpus.features / "train.npy").shape == (20, 512)
     assert "'seed': 2" in (corpus.root / "prepared.txt").read_text()
     assert not (corpus.root / "bin.partial").exists()
 
