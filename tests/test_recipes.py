@@ -203,6 +203,16 @@ def test_experiments_dry_run_decoding_is_a_beam12_ensemble_then_scoring() -> Non
     assert "--references data-bin/en-de/text/test2.de" in " ".join(scoring)
 
 
+def test_experiments_summary_stage_tables_the_scored_ensembles(tmp_path: Path) -> None:
+    run = tmp_path / "en-fr" / "q-waae_lr0.2_la0.2" / "seeds1-2"
+    run.mkdir(parents=True)
+    scores = '{"bleu_tok_lc": 58.5, "meteor": 73.25, "bleu_sacre": 57.0}'
+    (run / "beam12.ensemble.test1.json").write_text(scores)
+    out = bash(EXPERIMENTS, "--stage", "summary", env={"RESULTS": str(tmp_path)})
+    row = out.splitlines()[-1].split()
+    assert row == ["en-fr", "q-waae_lr0.2_la0.2", "1-2", "test1", "58.50", "73.25", "57.00"]
+
+
 def test_experiments_rejects_unknown_stage() -> None:
     assert "unknown stage" in bash(EXPERIMENTS, "--stage", "table9", ok=False)
     assert "Usage:" in bash(EXPERIMENTS, "--help")
