@@ -28,8 +28,9 @@ from fairseq_mmt_adv.recipes.fairseq_steps import (
 )
 from fairseq_mmt_adv.scoring import parse_fairseq_generate, read_lines, score
 
-# The cGRU family's systems without the "no v" ablations of the reconstruction modes.
-SYSTEMS = ["text-only", "ctx-mul", *mmt_systems.RECONSTRUCTIONS]
+# The cGRU family's systems but the "no v" ablations of the reconstruction modes: text-only,
+# ctx-mul, mse, q-waae, g-wgan.
+SYSTEMS = [name for name in mmt_systems.names("cgru") if not name.endswith("-nov")]
 # The demo's own settings beside each system's flags: the paper's critic (1024, 512) would dwarf
 # cgru_mmt_small (hidden 128) and the CPU budget.
 DEMO_FLAGS = {"g-wgan": ["--critic-hidden", "256,128"]}
