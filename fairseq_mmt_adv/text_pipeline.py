@@ -1,16 +1,17 @@
 """How raw text becomes the model's tokens and back: the preprocessing of a data directory.
 
 ``scripts/prepare-multi30k.sh`` writes ``DATA/preprocessing.json``, which says how the
-binarized text was made (lowercasing, Moses punctuation normalization and tokenization, BPE
-codes), and copies of it travel beside the checkpoints. The translator applies the same steps
-to new captions, and undoes them on its output. A directory without the file (the demo corpus,
-binarized from plain text) has no steps: text goes in and comes out as it is.
+binarized text was made: lowercasing; Moses punctuation normalization and tokenization, as
+:mod:`fairseq_mmt_adv.recipes.moses` does them; BPE codes. Copies of it travel beside the
+checkpoints. The translator applies the same steps to new captions, and undoes them on its
+output. A directory without the file (the demo corpus, binarized from plain text) has no steps:
+text goes in and comes out as it is.
 
 Two commands keep model directories complete (``MultimodalTranslator.from_pretrained(DIR)``
 needs nothing else)::
 
-    python -m fairseq_mmt_adv.text_pipeline write DATA --source-lang en --target-lang de \
-        --lowercase --normalize-punctuation --tokenizer moses --bpe-codes bpe/codes
+    python -m fairseq_mmt_adv.text_pipeline write DATA --source-lang en --target-lang de \\
+        --lowercase --tokenizer moses --bpe-codes bpe/codes
     python -m fairseq_mmt_adv.text_pipeline copy DATA SAVE_DIR
 
 ``write`` records the steps in ``DATA/preprocessing.json`` (``scripts/prepare-multi30k.sh`` runs
@@ -41,8 +42,7 @@ class TextPipeline:
     source_lang: str | None = None
     target_lang: str | None = None
     lowercase: bool = False
-    normalize_punctuation: bool = False
-    tokenizer: str | None = None  # "moses" or None
+    tokenizer: str | None = None  # "moses" (punctuation normalized, tokenized, escaped) or None
     bpe_codes: str | None = None  # subword-nmt codes
     directory: str = "."
 
@@ -75,28 +75,16 @@ class TextPipeline:
             path.write_text(text, encoding="utf-8")
         return path
 
-    def _moses(self, lang: str | None):
-        try:
-            from sacremoses import MosesDetokenizer, MosesPunctNormalizer, MosesTokenizer
-        except ImportError as error:
-            raise ImportError(f"{self.path} asks for Moses: pip install sacremoses") from error
-        return MosesPunctNormalizer(lang=lang), MosesTokenizer(lang=lang), MosesDetokenizer(lang)
-
     def tokenize(self, text: str) -> str:
         """Raw source text as the binarized source was made, before BPE."""
         text = " ".join(text.split())
-        if self.lowercase:
-            text = text.lower()
-        if self.tokenizer is None and not self.normalize_punctuation:
-            return text
+        if self.tokenizer is None:
+            return text.lower() if self.lowercase else text
         if self._source is None:
-            self._source = self._moses(self.source_lang)
-        normalizer, tokenizer, _ = self._source
-        if self.normalize_punctuation:
-            text = normalizer.normalize(text)
-        if self.tokenizer == "moses":
-            text = tokenizer.tokenize(text, escape=True, return_str=True)
-        return text.strip()
+            from fairseq_mmt_adv.recipes.moses import tokenizer
+
+            self._source = tokenizer(self.source_lang, self.lowercase)  # prepare-multi30k's
+        return self._source(text)
 
     def apply_bpe(self, text: str) -> str:
         if self.bpe_codes is None:
@@ -121,8 +109,12 @@ class TextPipeline:
         if self.tokenizer != "moses":
             return text
         if self._target is None:
-            self._target = self._moses(self.target_lang)
-        return self._target[2].detokenize(text.split())
+            try:
+                from sacremoses import MosesDetokenizer
+            except ImportError as error:
+                raise ImportError(f"{self.path} asks for Moses: pip install sacremoses") from error
+            self._target = MosesDetokenizer(self.target_lang)
+        return self._target.detokenize(text.split())
 
 
 def dictionaries(directory: str | Path, pipeline: TextPipeline) -> list[Path]:
@@ -172,8 +164,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     write.add_argument("--source-lang", required=True)
     write.add_argument("--target-lang", required=True)
     write.add_argument("--lowercase", action="store_true", help="the text was lowercased")
-    write.add_argument("--normalize-punctuation", action="store_true", help="Moses' normalizer")
-    write.add_argument("--tokenizer", choices=["moses"], help="the text was Moses-tokenized")
+    write.add_argument(
+        "--tokenizer", choices=["moses"], help="Moses-normalized, tokenized and escaped"
+    )
     write.add_argument("--bpe-codes", help="subword-nmt codes of the source, relative to DATA")
     copy = commands.add_parser("copy", help="copy dictionaries, preprocessing and BPE codes")
     copy.add_argument("data", help="the fairseq-preprocess directory")
@@ -191,7 +184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.source_lang,
             args.target_lang,
             args.lowercase,
-            args.normalize_punctuation,
             args.tokenizer,
             args.bpe_codes,
             directory=args.data,

@@ -53,7 +53,7 @@ def read_inputs(path: str) -> tuple[list[str], list[str] | None]:
     name = "standard input" if path == "-" else path
     if path == "-":
         lines = sys.stdin.read().splitlines()
-    elif not os.path.isfile(path):
+    elif not os.path.exists(path):
         raise TranslationInputError(f"--input {path} does not exist")
     else:
         with open(path, encoding="utf-8") as handle:

@@ -429,5 +429,13 @@ else
   fi
 fi
 
+# What translating new captions needs beside the dictionaries: OUT/preprocessing.json
+# (fairseq_mmt_adv/text_pipeline.py; rewritten only when it changes).
+lower=()
+[[ $TOKENIZATION == moses && $LOWERCASE == 0 ]] || lower=(--lowercase)
+codes=$(codes_file "$SRC")
+"$PY" -m fairseq_mmt_adv.text_pipeline write "$OUT" --source-lang "$SRC" --target-lang "$TGT" \
+  "${lower[@]}" --tokenizer moses --bpe-codes "${codes#"$OUT"/}" || exit 1
+
 cat "$OUT/vocab_sizes.txt"
 log "done: fairseq data in $OUT (splits in $OUT/splits.tsv)"

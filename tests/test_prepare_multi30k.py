@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fairseq_mmt_adv.text_pipeline import TextPipeline
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prepare-multi30k.sh"
 SIZES = {
     "train": 60,
@@ -136,6 +138,22 @@ def test_text_kept_for_scoring(prepared: dict) -> None:
     assert [line.replace("@@ ", "") for line in bpe] == (out / "text" / "train.de").read_text(
         encoding="utf-8"
     ).splitlines()
+
+
+def assert_translation_steps(out: Path, raw_gz: Path, split: str, codes: str) -> None:
+    """OUT/preprocessing.json: its steps (the translator's) turn raw text into the BPE text that
+    was binarized."""
+    pipeline = TextPipeline.load(out)
+    assert (pipeline.source_lang, pipeline.bpe_codes, pipeline.tokenizer) == ("en", codes, "moses")
+    with gzip.open(raw_gz, "rt", encoding="utf-8") as f:
+        segmented = [pipeline.apply_bpe(pipeline.tokenize(line)) for line in f.read().splitlines()]
+    assert segmented == (out / "text" / f"{split}.bpe.en").read_text(encoding="utf-8").splitlines()
+
+
+def test_preprocessing_recorded_for_translation(prepared: dict) -> None:
+    raw = prepared["m30k"] / "data" / "task1" / "raw" / "test_2016_flickr.en.gz"
+    assert_translation_steps(prepared["out"], raw, "test", "bpe/codes")
+    assert TextPipeline.load(prepared["out"]).lowercase  # the official files are lowercased
 
 
 def test_splits_tsv(prepared: dict) -> None:
@@ -288,6 +306,8 @@ def test_moses_tokenization_separate_bpe_en_cs(prepared: dict, tmp_path: Path) -
     rows = (out / "splits.tsv").read_text().splitlines()[1:]
     assert [row.split("\t")[1] for row in rows] == list(CS_SPLITS)
     assert "n/a" in (out / "vocab_sizes.txt").read_text()
+    raw = prepared["m30k"] / "data" / "task1" / "raw" / "test_2018_flickr.en.gz"
+    assert_translation_steps(out, raw, "test1", "bpe/codes.en")
 
 
 def test_finds_the_repositorys_environment_without_python_or_path(

@@ -24,7 +24,7 @@ def test_multi30k_steps_match_the_official_tokenized_files(tmp_path):
 
     with open(tmp_path / "codes", "w") as codes:
         learn_bpe(io.StringIO("a bike , a bike .\n" * 5), codes, 6)
-    pipeline = TextPipeline("en", "de", True, True, "moses", "codes")
+    pipeline = TextPipeline("en", "de", True, "moses", "codes")
     pipeline.save(tmp_path)
     loaded = TextPipeline.load(tmp_path)
     assert loaded.lowercase and loaded.bpe_codes == "codes"

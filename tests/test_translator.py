@@ -217,9 +217,7 @@ def bpe_model(demo, tmp_path_factory) -> dict:
     (root / "data" / "bpe").mkdir(parents=True)
     with open(root / "data" / "bpe" / "codes", "w") as codes:
         learn_bpe(io.StringIO(train_text), codes, 40)
-    steps = dict(
-        lowercase=True, normalize_punctuation=True, tokenizer="moses", bpe_codes="bpe/codes"
-    )
+    steps = dict(lowercase=True, tokenizer="moses", bpe_codes="bpe/codes")
     for side, other in (("en", "de"), ("de", "en")):
         pipeline = TextPipeline(side, other, **steps, directory=str(root / "data"))
         for split in ("train", "valid", "test"):
