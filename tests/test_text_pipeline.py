@@ -1,11 +1,13 @@
 """The data directory's preprocessing, applied to new text and undone on the output."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from fairseq_mmt_adv.text_pipeline import PREPROCESSING_FILE, TextPipeline
+from fairseq_mmt_adv.text_pipeline import PREPROCESSING_FILE, TextPipeline, main
 
 
 def test_without_a_preprocessing_file_text_passes_as_it_is(tmp_path):
@@ -48,3 +50,72 @@ def test_a_broken_file_or_missing_codes_are_named(tmp_path):
 def test_it_imports_without_fairseq_or_torch():
     code = "import sys, fairseq_mmt_adv.text_pipeline; assert 'fairseq' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_directory(root: Path) -> Path:
+    """A prepared data directory as prepare-multi30k.sh leaves it (the parts translation needs)."""
+    data = root / "data"
+    (data / "bpe").mkdir(parents=True)
+    for lang in ("en", "de", "fr"):
+        (data / f"dict.{lang}.txt").write_text(f"{lang} 1\n")
+    (data / "bpe" / "codes").write_text("#version: 0.2\na b\n")
+    (data / "train.npy").write_bytes(b"")
+    argv = ["write", str(data), "--source-lang", "en", "--target-lang", "de", "--lowercase",
+            "--tokenizer", "moses", "--bpe-codes", "bpe/codes"]  # fmt: skip
+    assert main(argv) == 0
+    return data
+
+
+def copied(directory: Path) -> list[str]:
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
+
+
+def test_write_and_copy_commands(tmp_path, capsys):
+    data = data_directory(tmp_path)
+    assert TextPipeline.load(data) == TextPipeline(
+        "en", "de", True, "moses", "bpe/codes", str(data)
+    )
+    assert main(["copy", str(data), str(tmp_path / "model")]) == 0
+    assert copied(tmp_path / "model") == [
+        "bpe/codes", "dict.de.txt", "dict.en.txt", PREPROCESSING_FILE]  # fmt: skip
+    assert "copied" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--bpe-codes gone: no such file in"):
+        main(
+            [
+                "write",
+                str(data),
+                "--source-lang",
+                "en",
+                "--target-lang",
+                "de",
+                "--bpe-codes",
+                "gone",
+            ]
+        )
+    TextPipeline("en", "de", bpe_codes="../codes").save(data)
+    (tmp_path / "codes").write_text("")
+    with pytest.raises(
+        SystemExit, match=r"names BPE codes \.\./codes, which are not a file inside"
+    ):
+        main(["copy", str(data), str(tmp_path / "other")])
+
+
+def test_train_sh_leaves_a_complete_model_directory(tmp_path):
+    """examples/multi30k/train.sh copies them before training (here a stand-in fairseq-train)."""
+    data = data_directory(tmp_path)
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "fairseq-train").write_text("#!/usr/bin/env bash\nexit 0\n")
+    (fake_bin / "fairseq-train").chmod(0o755)
+    save_dir = tmp_path / "run"
+    result = subprocess.run(
+        ["bash", str(REPO / "examples" / "multi30k" / "train.sh"), "--data", str(data),
+         "--save-dir", str(save_dir)],
+        capture_output=True, text=True, env={**os.environ, "FAIRSEQ_BIN": str(fake_bin)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    expected = ["DONE", "bpe/codes", "command.sh", "dict.de.txt", "dict.en.txt", PREPROCESSING_FILE]
+    assert copied(save_dir) == expected

@@ -53,7 +53,7 @@ Everything after "--" goes to fairseq-train as is (later flags win over the ones
 
 Other environment variables:
   FAIRSEQ_BIN   directory of fairseq-train (default: the repository's .venv/bin, else PATH)
-  PYTHON        Python that reads fairseq_mmt_adv/systems.py (standard library only; default:
+  PYTHON        Python for fairseq_mmt_adv/systems.py, text_pipeline.py (stdlib only; default:
                 the repository's .venv/bin/python, else python3)
   USER_DIR      the plugin (default: the repository's fairseq_mmt_adv)
   ARCH          model architecture (default cgru_mmt, the paper's sizes)
@@ -61,7 +61,9 @@ Other environment variables:
 
 fairseq-train logs JSON records (--log-format json) to SAVE_DIR/train.log, the input of
 plot_curves.py. When fairseq-train succeeds the script writes SAVE_DIR/DONE; a finished run is
-skipped when asked again (experiments.sh relies on it), unless --force.
+skipped when asked again (experiments.sh relies on it), unless --force. SAVE_DIR also gets the
+dictionaries, preprocessing.json and BPE codes of DATA: fairseq-mmt-translate and
+MultimodalTranslator.from_pretrained(SAVE_DIR) need nothing else.
 
 Example:
   examples/multi30k/train.sh --data data-bin/en-de --system q-waae --seed 3 -- --max-epoch 50
@@ -179,6 +181,8 @@ fi
 
 mkdir -p "$SAVE_DIR"
 rm -f "$SAVE_DIR/DONE"
+# What translating needs beside the checkpoints: DATA's dictionaries, preprocessing.json, BPE codes
+PYTHONPATH=$REPO "$PYTHON" -S -m fairseq_mmt_adv.text_pipeline copy "$DATA" "$SAVE_DIR" || exit 1
 print_command "${COMMAND[@]}" >"$SAVE_DIR/command.sh"
 printf '[%s] %s seed %s -> %s\n' "$PROG" "$RUN_NAME" "$SEED" "$SAVE_DIR"
 print_command "${COMMAND[@]}"
