@@ -359,3 +359,29 @@ def test_translation_on_cuda_equals_the_cpu(demo, multimodal):
     translator.cuda()
     assert translator.device.type == "cuda"
     assert translator.translate(captions(demo), features=demo_features(demo)) == cpu
+
+
+def test_the_demo_ends_with_three_translations_through_the_python_interface(
+    demo, multimodal, tmp_path, capsys
+):
+    """fairseq_mmt_adv.demo_translation, which scripts/run_demo.py calls last."""
+    from fairseq_mmt_adv import demo_translation
+
+    ambig = (demo / "raw" / "test.ambig").read_text().splitlines()
+    rows = demo_translation.pick_examples(ambig)
+    senses = [ambig[row].split("\t") for row in rows]
+    assert len(rows) == 3 and senses[0][0] == senses[1][0] and senses[0][1] != senses[1][1]
+    assert senses[2][0] != senses[0][0]  # one noun in two scenes, then another noun
+    (tmp_path / "ctx-mul").symlink_to(multimodal)  # the layout of scripts/run_demo.py --out
+    (tmp_path / "corpus").symlink_to(demo)
+    with single_thread():
+        assert demo_translation.main([str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    best = MultimodalTranslator.from_pretrained(multimodal, "checkpoint_best.pt", str(demo / "bin"))
+    features = demo_features(demo)[rows]
+    with single_thread():
+        translations = best.translate([captions(demo)[row] for row in rows], features=features)
+    assert "3 test captions translated by ctx-mul through the Python interface" in printed
+    for row, translation in zip(rows, translations, strict=True):
+        assert f"  {captions(demo)[row]}   [image: {ambig[row].split(chr(9))[2]}]" in printed
+        assert f"    -> {translation}   (reference: " in printed
