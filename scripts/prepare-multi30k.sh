@@ -135,12 +135,11 @@ esac
 TGT=${PAIR#en-}
 LANGS=("$SRC" "$TGT")
 
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-
+# OUT is created only once the inputs passed their checks: a bad --multi30k leaves nothing behind.
 if [[ $DOWNLOAD == 1 ]]; then
   M30K=${M30K:-$OUT/multi30k-dataset}
   command -v git >/dev/null || die "--download needs git on PATH"
+  mkdir -p "$(dirname "$M30K")"
   if [[ -d $M30K/.git ]]; then
     log "updating $M30K (git pull)"
     git -C "$M30K" pull --ff-only --quiet || die "git pull in $M30K failed"
@@ -218,6 +217,8 @@ check_inputs() {
 
 log "checking the inputs in $TASK1 ($PAIR: ${MSPLITS[*]})"
 check_inputs
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 
 # Steps and stamps: a step that finished writes .stamps/NAME holding its settings; a step that runs
 # again removes the stamps of the steps after it. Every output is written to a temporary name first.

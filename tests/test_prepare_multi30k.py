@@ -248,7 +248,7 @@ def test_truncated_input_fails_naming_the_file(
     assert proc.returncode != 0
     assert "truncated input" in proc.stderr
     assert str(path) in proc.stderr
-    assert not (tmp_path / "out" / "train.en-de.en.bin").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_input_fails_naming_the_file(prepared: dict, tmp_path: Path) -> None:
@@ -259,6 +259,17 @@ def test_missing_input_fails_naming_the_file(prepared: dict, tmp_path: Path) -> 
     proc = run_script("--multi30k", m30k, "--out", tmp_path / "out", "--bpe-merges", "50")
     assert proc.returncode != 0
     assert f"missing input {missing}" in proc.stderr
+    assert not (tmp_path / "out").exists()  # the inputs are checked before OUT is made
+
+
+def test_bad_multi30k_leaves_no_out_directory(tmp_path: Path) -> None:
+    not_a_copy = tmp_path / "not-multi30k"
+    not_a_copy.mkdir()
+    out = tmp_path / "data-bin" / "en-de"
+    proc = run_script("--multi30k", not_a_copy, "--out", out)
+    assert proc.returncode != 0
+    assert f"{not_a_copy}/data/task1 does not exist" in proc.stderr
+    assert not (tmp_path / "data-bin").exists()
 
 
 def test_missing_feature_file_fails_clearly(prepared: dict, tmp_path: Path) -> None:
