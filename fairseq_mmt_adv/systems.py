@@ -22,7 +22,9 @@ Named systems (``SYSTEMS``; ``python -m fairseq_mmt_adv.systems --list``):
 
 The paper's names are aliases (``ALIASES``): ``baseline`` = ``ctx-mul``, ``baseline-nov`` =
 ``text-only``. Each family's baseline, the system the others are compared with, is
-``BASELINES[family]``. The model's sizes (``--arch``) and the optimization are the caller's.
+``BASELINES[family]``. The model's sizes (``--arch``) and the optimization are the caller's,
+label smoothing included: ``flags(name, label_smoothing=X)`` gives both criteria
+``--label-smoothing X`` (default: none for NLL, which is smoothing 0, the paper's L_Q).
 
 This module needs only the standard library, so that shell scripts can call it fast
 (``python -S -m fairseq_mmt_adv.systems``, see ``main``).
@@ -159,21 +161,28 @@ def settings(name: str, **weights: float | str | None) -> dict[str, str]:
     return values
 
 
-def flags(name: str, **weights: float | str | None) -> list[str]:
+def flags(
+    name: str, label_smoothing: float | str | None = None, **weights: float | str | None
+) -> list[str]:
     """The fairseq-train flags of a system: its fusion, then its criterion's flags.
 
     ``weights`` are ``lambda_r``, ``lambda_a`` and ``noise_dim`` (default: the paper's).
+    ``label_smoothing`` (e.g. 0.1, Wu et al.'s Transformer recipe) smooths the NLL of either
+    criterion; None or "" keeps the paper's NLL (``NLL_CRITERION``'s smoothing 0).
     """
     system = get(name)
     values = settings(name, **weights)
+    smoothing = [] if label_smoothing in (None, "") else ["--label-smoothing", str(label_smoothing)]
+    if smoothing and not NUMBER.fullmatch(smoothing[1]):
+        raise SystemSpecError(f"--label-smoothing must be a number >= 0, not {smoothing[1]!r}")
     result = ["--visual-fusion", system.fusion]
     if system.reconstruction is None:
-        return result + list(NLL_CRITERION)
+        return result + list(NLL_CRITERION[:2]) + (smoothing or list(NLL_CRITERION[2:]))
     result += ["--criterion", "adversarial_reconstruction", "--reconstruction"]
     result.append(system.reconstruction)
     for key, value in values.items():
         result += [FLAG_OF[key], value]
-    return result + (list(PAPER_CRITIC) if system.adversarial else [])
+    return result + smoothing + (list(PAPER_CRITIC) if system.adversarial else [])
 
 
 def run_name(name: str, **weights: float | str | None) -> str:
@@ -183,11 +192,13 @@ def run_name(name: str, **weights: float | str | None) -> str:
     return name + "".join(f"_{RUN_NAME_PART[key]}{value}" for key, value in values.items())
 
 
-def shell_settings(name: str, **weights: float | str | None) -> str:
+def shell_settings(
+    name: str, label_smoothing: float | str | None = None, **weights: float | str | None
+) -> str:
     """bash assignments of a system: SYSTEM (canonical name), FAMILY, ARCH_PREFIX, BASELINE,
     RUN_NAME and the array SYSTEM_FLAGS (for ``eval`` in examples/multi30k/train.sh)."""
     system = get(name)
-    words = " ".join(shlex.quote(word) for word in flags(name, **weights))
+    words = " ".join(shlex.quote(word) for word in flags(name, label_smoothing, **weights))
     return "\n".join(
         [
             f"SYSTEM={shlex.quote(system.name)}",
@@ -220,6 +231,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lambda-r", help="reconstruction weight ('': the default)")
     parser.add_argument("--lambda-a", help="adversarial weight ('': the default)")
     parser.add_argument("--noise-dim", help="g-wgan noise size |z| ('': the default)")
+    parser.add_argument("--label-smoothing", help="smooth the NLL ('': none, the paper's)")
     parser.add_argument("--shell", action="store_true", help="bash assignments")
     parser.add_argument("--list", action="store_true", help="print the systems")
     parser.add_argument("--prog", help="the name errors start with (a calling script's)")
@@ -238,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     weights = {key: getattr(args, key) for key in FLAG_OF}
     try:
         if args.shell:
-            print(shell_settings(args.system, **weights))
+            print(shell_settings(args.system, args.label_smoothing, **weights))
         else:
-            print("\n".join(flags(args.system, **weights)))
+            print("\n".join(flags(args.system, args.label_smoothing, **weights)))
     except SystemSpecError as err:
         print(f"{args.prog}: error: {err}", file=sys.stderr)
         return 2

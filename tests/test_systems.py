@@ -109,6 +109,20 @@ def test_weights_reach_the_criterion_and_the_run_name() -> None:
     assert systems.run_name("mse-nov", lambda_r="") == "mse-nov_lr0.2"  # "": the default
 
 
+@pytest.mark.parametrize("name", ["gated", "selective-attn+g-wgan", "transformer-text-only+mse"])
+def test_label_smoothing_reaches_either_criterion(name: str) -> None:
+    system = systems.get(name)
+    argv = ["data", "--user-dir", PACKAGE_DIR, "--task", "multimodal_translation"]
+    argv += ["--arch", "transformer_mmt_tiny", *systems.flags(name, label_smoothing="0.1")]
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    assert args.label_smoothing == 0.1 and args.visual_fusion == system.fusion
+    assert systems.flags(name, label_smoothing="").count("--label-smoothing") == (
+        system.reconstruction is None  # "": the paper's NLL (0) where the criterion needs it
+    )
+    with pytest.raises(systems.SystemSpecError, match="--label-smoothing must be a number"):
+        systems.flags(name, label_smoothing="-0.1")
+
+
 @pytest.mark.parametrize(
     "name, weights, message",
     [
@@ -156,6 +170,8 @@ def test_the_shell_form_evaluates_to_the_flags_in_bash() -> None:
     assert first == "g-wgan-nov cgru cgru_mmt ctx-mul g-wgan-nov_z128_lr0_la0.4"
     assert flags == systems.flags("g-wgan-nov", lambda_a="0.4")
     assert "(0.5, 0.9)" in flags
+    smoothed = run_cli("gated+mse", "--shell", "--label-smoothing", "0.1").stdout
+    assert "--reconstruction mse --lambda-r 0.2 --label-smoothing 0.1)" in smoothed
 
 
 def test_the_command_line_lists_and_reports_errors_under_the_callers_name() -> None:
