@@ -11,7 +11,10 @@ scenes (whose German nouns differ), and a third noun.
 """
 
 import argparse
+import contextlib
+import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +42,22 @@ def pick_examples(ambig_lines: Sequence[str], count: int = EXAMPLES) -> list[int
     return chosen[:count]
 
 
+@contextlib.contextmanager
+def quiet(*names: str):
+    """The loggers ``names`` at WARNING, and no UserWarning, while the block runs."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's pin_memory note on a CPU
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def translate_examples(
     model_dir: str | Path, corpus: str | Path, checkpoint: str = "checkpoint_best.pt"
 ) -> list[dict]:
@@ -54,11 +73,12 @@ def translate_examples(
     captions = [(raw / "test.en").read_text(encoding="utf-8").splitlines()[i] for i in rows]
     references = [(raw / "test.de").read_text(encoding="utf-8").splitlines()[i] for i in rows]
     scenes = [(raw / "test.ambig").read_text(encoding="utf-8").splitlines()[i] for i in rows]
-    translator = MultimodalTranslator.from_pretrained(
-        model_dir, checkpoint, str(corpus / "bin"), cpu=True
-    )
     features = np.load(corpus / "features" / "test.npy")[rows]
-    translations = translator.translate(captions, features=features, beam=5)
+    with quiet("fairseq", "fairseq_mmt_adv"):  # the demo's last lines are the translations
+        translator = MultimodalTranslator.from_pretrained(
+            model_dir, checkpoint, str(corpus / "bin"), cpu=True
+        )
+        translations = translator.translate(captions, features=features, beam=5)
     return [
         {"caption": c, "scene": s.split("\t")[2], "translation": t, "reference": r}
         for c, s, t, r in zip(captions, scenes, translations, references, strict=True)

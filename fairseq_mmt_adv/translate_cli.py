@@ -131,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     args = parse_args(argv)
+    for flag in ("tokenizer", "bpe"):
+        if getattr(args, flag, None) is not None:
+            raise TranslationInputError(
+                f"--{flag}: the translator applies the steps of DATA/preprocessing.json (python "
+                f"-m fairseq_mmt_adv.text_pipeline write), not fairseq's; drop --{flag}"
+            )
     captions, images = read_inputs(args.input)  # the input's errors first: they are cheap
     features = None
     if args.features is not None:

@@ -189,6 +189,8 @@ def test_bad_input_is_named(demo, multimodal, tmp_path):
     source.write_text(f"{two[0]}\tmissing.jpg\n")
     with pytest.raises(TranslationInputError, match="in.en, line 1: no image at missing.jpg"):
         translate_cli.main([*base, "--input", str(source)])
+    with pytest.raises(TranslationInputError, match="--bpe: the translator applies the steps"):
+        translate_cli.main([*base, "--input", str(source), "--bpe", "subword_nmt"])
     source.write_text(f"{two[0]}\n\n")
     with pytest.raises(TranslationInputError, match="in.en, line 2: the caption is empty"):
         translate_cli.main([*base, "--input", str(source), "--features", str(wrong_rows)])

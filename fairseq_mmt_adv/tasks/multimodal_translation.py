@@ -343,6 +343,5 @@ class MultimodalTranslationTask(TranslationTask):
         """Build the model, and remember it as the one that the criterion built next trains:
         ``adversarial_reconstruction`` sizes G and D by its ``final_hidden_size``."""
         self.trained_model = super().build_model(cfg, from_checkpoint)
-        extractor = self.state.visual_feature_extractor  # recorded in checkpoints from now on
-        logger.debug(f"visual features extracted by {extractor or 'an unknown extractor'}")
+        _ = self.state.visual_feature_extractor  # measured now, so that checkpoints record it
         return self.trained_model
