@@ -1,4 +1,5 @@
-"""Paired speed comparison of fairseq's ``lstm`` and ``cgru_mmt`` variants, in one process.
+"""Paired speed comparison of fairseq's ``lstm`` and ``transformer`` and of the plugin's systems
+(``cgru_mmt`` and ``transformer_mmt_tiny`` variants), in one process.
 
 ``scripts/benchmark.py`` times whole ``fairseq-train`` / ``fairseq-generate`` runs one after
 another, so on a shared machine differences of a few percent drown in the noise between runs.
@@ -18,6 +19,7 @@ time in the same round; slow drifts of the machine then cancel.
     python scripts/benchmark_paired.py                   # demo corpus, 2048-d features, CPU
     python scripts/benchmark_paired.py --systems cgru,cgru+q-waae,cgru+g-wgan --reference cgru
     python scripts/benchmark_paired.py --data DIR --features DIR --device cuda
+    python scripts/benchmark_paired.py --systems transformer,gated --reference transformer
     python scripts/benchmark_paired.py --systems cgru --profile 12  # where the time goes
 
 ``--profile N`` adds, after the measured rounds, one profiled training update and one profiled
@@ -149,16 +151,17 @@ def paired_rounds(measures: dict[str, Measure], rounds: int, warmup: int) -> dic
 def summarize(title: str, times: dict[str, list[float]], reference: str) -> str:
     """Median ms per round and the median of per-round time ratios to ``reference``, with
     quartiles; speed-up = reference time / system time."""
+    width = max(16, 2 + max(map(len, times)))
     lines = [
         title,
-        f"{'system':<16}{'median ms':>11}{'time x ' + reference:>22}"
+        f"{'system':<{width}}{'median ms':>11}{'time x ' + reference:>22}"
         f"{'quartiles':>18}{'speed-up':>10}",
     ]
     for name, values in times.items():
         ratios = [t / b for t, b in zip(values, times[reference], strict=True)]
         q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
         lines.append(
-            f"{name:<16}{1000 * statistics.median(values):11.1f}{median:22.3f}"
+            f"{name:<{width}}{1000 * statistics.median(values):11.1f}{median:22.3f}"
             f"{f'[{q1:.3f}, {q3:.3f}]':>18}{1 / median:10.2f}"
         )
     return "\n".join(lines)

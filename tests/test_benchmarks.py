@@ -14,6 +14,9 @@ sys.path.insert(0, str(SCRIPTS))
 import benchmark  # noqa: E402
 import benchmark_paired  # noqa: E402
 
+from fairseq_mmt_adv import systems  # noqa: E402
+from fairseq_mmt_adv.recipes.benchmarks import SYSTEMS, train_flags  # noqa: E402
+
 
 def test_paired_figures_are_medians_of_per_round_ratios():
     times = {
@@ -69,7 +72,7 @@ def test_paired_benchmark_trains_and_decodes_every_system(tiny_corpus):
             "--features",
             str(tiny_corpus / "features"),
             "--systems",
-            "lstm,cgru-reference,cgru,cgru+q-waae,cgru+g-wgan",
+            "lstm,cgru-reference,cgru,cgru+q-waae,cgru+g-wgan,transformer,gated+q-waae",
             "--rounds",
             "2",
             "--warmup",
@@ -90,7 +93,7 @@ def test_paired_benchmark_trains_and_decodes_every_system(tiny_corpus):
         env=cli_env(),
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    for system in ("lstm", "cgru", "cgru+g-wgan"):
+    for system in ("lstm", "cgru", "cgru+g-wgan", "transformer", "gated+q-waae"):
         for work in ("training update", "beam search"):
             profile = done.stdout.split(f"profile of one {work}: {system}\n")[1]
             assert re.search(r"^\s+aten::\w+", profile, re.M), profile  # an operator table
@@ -99,8 +102,50 @@ def test_paired_benchmark_trains_and_decodes_every_system(tiny_corpus):
     assert len(sections) == 2 and sections[0].strip().startswith("training updates, batch 8")
     for section in sections:
         assert re.search(r"^lstm\s+\d+\.\d\s+1\.000\s", section, re.M), section
-        for system in ("cgru-reference", "cgru", r"cgru\+q-waae", r"cgru\+g-wgan"):
+        systems = ("cgru-reference", "cgru", r"cgru\+q-waae", r"cgru\+g-wgan")
+        for system in (*systems, "transformer", r"gated\+q-waae"):
             assert re.search(rf"^{system}\s+\d+\.\d\s+\d+\.\d{{3}}\s", section, re.M), section
+
+
+def parsed_model(name: str, corpus: Path):
+    """A benchmark system's model arguments as fairseq-train resolves them (its --arch)."""
+    from fairseq import options
+
+    argv = train_flags(name, corpus / "bin", corpus / "features")
+    return options.parse_args_and_arch(options.get_training_parser(), argv)
+
+
+def test_stock_transformer_has_the_sizes_of_transformer_mmt_tiny(tiny_corpus):
+    sizes = [
+        *("encoder_layers", "decoder_layers", "encoder_embed_dim", "decoder_embed_dim"),
+        *("encoder_ffn_embed_dim", "decoder_ffn_embed_dim", "encoder_attention_heads"),
+        *("decoder_attention_heads", "dropout", "attention_dropout", "activation_dropout"),
+        *("share_decoder_input_output_embed", "share_all_embeddings", "criterion"),
+        *("label_smoothing", "optimizer", "lr", "clip_norm"),
+    ]
+    stock, ours = parsed_model("transformer", tiny_corpus), parsed_model("gated", tiny_corpus)
+    assert (stock.arch, stock.task, ours.arch, ours.task) == (
+        "transformer",
+        "translation",
+        "transformer_mmt_tiny",
+        "multimodal_translation",
+    )
+    assert {k: getattr(stock, k) for k in sizes} == {k: getattr(ours, k) for k in sizes}
+    assert (stock.encoder_layers, stock.decoder_embed_dim, stock.dropout) == (4, 128, 0.3)
+
+
+@pytest.mark.parametrize(
+    "system, fusion, criterion",
+    [
+        ("transformer-text-only", "none", "label_smoothed_cross_entropy"),
+        ("gated", "gated", "label_smoothed_cross_entropy"),
+        ("gated+q-waae", "gated", "adversarial_reconstruction"),
+    ],
+)
+def test_transformer_systems_are_those_of_systems_py(system, fusion, criterion, tiny_corpus):
+    args = parsed_model(system, tiny_corpus)
+    assert (args.visual_fusion, args.criterion) == (fusion, criterion)
+    assert SYSTEMS[system] == ["--arch", "transformer_mmt_tiny", *systems.flags(system)]
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,15 @@
 * ``cgru``: the paper's baseline (``fairseq_mmt_adv.systems.BASELINES["cgru"]``, ``cgru_mmt``),
   ``cgru-reference`` the same with the step-by-step decoder (``--cgru-implementation
   reference``), ``cgru+MODE`` the system ``MODE`` of ``fairseq_mmt_adv.systems`` (``mse``,
-  ``q-waae``, ``g-wgan``).
+  ``q-waae``, ``g-wgan``);
+* ``transformer``: fairseq's own ``transformer`` at the sizes of ``transformer_mmt_tiny`` (4 + 4
+  layers, embeddings 128, FFN 256, 4 heads, dropout 0.3), plain ``translation``: the reference of
+  the Transformer family; ``transformer-text-only``, ``gated``, ``selective-attn`` and
+  ``gated+q-waae`` the systems of those names in ``fairseq_mmt_adv.systems`` on
+  ``transformer_mmt_tiny``.
+
+The stock systems (:data:`STOCK`) run on ``translation``'s batches of the same data: the
+multimodal task's batches are those batches plus the features.
 
 Every system trains with :data:`OPTIMIZATION` (the paper's Adam and clipping).
 """
@@ -23,6 +31,17 @@ PAPER_SIZES = (
 )
 LSTM = ("--arch", "lstm", *PAPER_SIZES, "--encoder-bidirectional", "--dropout", "0.3")
 CGRU = ("--arch", "cgru_mmt")
+# transformer_mmt_tiny's sizes for fairseq's transformer
+TINY_TRANSFORMER = (
+    *("--arch", "transformer", "--encoder-layers", "4", "--decoder-layers", "4"),
+    *("--encoder-embed-dim", "128", "--decoder-embed-dim", "128"),
+    *("--encoder-ffn-embed-dim", "256", "--decoder-ffn-embed-dim", "256"),
+    *("--encoder-attention-heads", "4", "--decoder-attention-heads", "4", "--dropout", "0.3"),
+)
+TRANSFORMER_MMT = ("--arch", "transformer_mmt_tiny")
+TRANSFORMER_SYSTEMS = ("transformer-text-only", "gated", "selective-attn", "gated+q-waae")
+# the systems of fairseq itself, on the plain translation task
+STOCK = ("lstm", "transformer")
 OPTIMIZATION = ("--optimizer", "adam", "--lr", "4e-4", "--clip-norm", "1")
 
 
@@ -36,6 +55,8 @@ def _benchmark_systems() -> dict[str, list[str]]:
     result.update(
         {f"cgru+{mode}": [*CGRU, *systems.flags(mode)] for mode in systems.RECONSTRUCTIONS}
     )
+    result["transformer"] = [*TINY_TRANSFORMER, *systems.NLL_CRITERION]
+    result.update({name: [*TRANSFORMER_MMT, *systems.flags(name)] for name in TRANSFORMER_SYSTEMS})
     return result
 
 
@@ -45,8 +66,8 @@ SYSTEMS = _benchmark_systems()
 
 def task_flags(name: str, data: str | Path, features: str | Path) -> list[str]:
     """The data directory, the plugin and the task of a benchmark system: ``translation`` for
-    ``lstm``, ``multimodal_translation`` with ``features`` for the others."""
-    if name == "lstm":
+    the stock ones (:data:`STOCK`), ``multimodal_translation`` with ``features`` for the others."""
+    if name in STOCK:
         return [str(data), "--user-dir", USER_DIR, "--task", "translation"]
     task = ["--task", "multimodal_translation", "--visual-features", str(features)]
     return [str(data), "--user-dir", USER_DIR, *task]
