@@ -11,6 +11,7 @@ the last input's; the optimizer state is left out, so the result decodes but doe
 Imports torch, not fairseq (``scripts/average_checkpoints.py`` is the command).
 """
 
+import re
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,8 @@ import fairseq_mmt_adv.checkpoint_compat  # noqa: F401  (lets torch >= 2.6 load 
 
 # The configuration sections that make two checkpoints different systems.
 COMPARED_SECTIONS = ("model", "criterion")
+# fairseq's name of the checkpoint saved at the end of epoch N.
+EPOCH_CHECKPOINT = re.compile(r"checkpoint([0-9]+)[.]pt")
 
 
 class AveragingError(ValueError):
@@ -93,6 +96,24 @@ def check_compatible(paths: list[Path], states: list[dict]) -> None:
                     f"{tuple(ref_model[name].shape)} in {last}; average checkpoints of one "
                     "architecture only"
                 )
+
+
+def last_epoch_checkpoints(run_dir: Path, n: int) -> list[Path]:
+    """The end-of-epoch checkpoints ``checkpointN.pt`` of the last ``n`` epochs in ``run_dir``
+    (fewer when the run kept fewer), oldest first."""
+    if not Path(run_dir).is_dir():
+        raise AveragingError(f"{run_dir} is not a directory: give the run's --save-dir")
+    epochs = sorted(
+        (int(match[1]), path)
+        for path in Path(run_dir).iterdir()
+        if (match := EPOCH_CHECKPOINT.fullmatch(path.name))
+    )
+    if not epochs:
+        raise AveragingError(
+            f"{run_dir} has no epoch checkpoints (checkpointN.pt): train with --keep-last-epochs N "
+            "and without --no-epoch-checkpoints"
+        )
+    return [path for _, path in epochs[-n:]]
 
 
 def average_checkpoints(paths: list[Path]) -> dict:

@@ -14,10 +14,16 @@ usage() {
 Usage: examples/multi30k/train.sh [options] [-- EXTRA_FAIRSEQ_TRAIN_FLAGS...]
 
 Build (and run) the fairseq-train command of one system of "Adversarial reconstruction for
-Multi-modal Machine Translation" with the paper's settings (section 5.1): cgru_mmt, Adam 4e-4,
-clip 1, batch 32, lambda_gp 10, critic Adam 2e-4 (0.5, 0.9) x 5 iterations, early stopping
-after 5 epochs without a better validation BLEU (beam 5). Every option also reads the
-environment variable in brackets; options win.
+Multi-modal Machine Translation". A system's family sets the model and the optimization:
+  cGRU         the paper's settings (section 5.1): cgru_mmt, Adam 4e-4, clip 1, batch 32, early
+               stopping after 5 epochs without a better validation BLEU (beam 5)
+  Transformer  Wu et al. (2021)'s: transformer_mmt_tiny (dropout 0.3) with all embeddings shared
+               (data from prepare-multi30k.sh --joined-dictionary), Adam (0.9, 0.98), lr 0.005,
+               inverse_sqrt with 2000 warm-up updates from 1e-07, label smoothing 0.1, 4096
+               tokens per batch, 8000 updates; the last 10 epoch checkpoints are kept and
+               averaged into SAVE_DIR/checkpoint_avg.pt (scripts/average_checkpoints.py)
+The adversarial modes' critic is the paper's in both: lambda_gp 10, Adam 2e-4 (0.5, 0.9) x 5
+iterations. Every option also reads the environment variable in brackets; options win.
 
 Options:
   --data DIR        [DATA] prepared data (scripts/prepare-multi30k.sh --out DIR); required
@@ -30,9 +36,11 @@ Options:
                       q-waae        Q-WAAE (Algorithm 2)
                       baseline-nov, mse-nov, q-waae-nov, g-wgan-nov
                                     the same with --visual-fusion none (Table 4 "no v")
-                    (default q-waae); ctx-mul = baseline, text-only = baseline-nov. The
-                    systems and their flags are fairseq_mmt_adv/systems.py's
-                    (python -m fairseq_mmt_adv.systems --list; cGRU ones only here)
+                    (default q-waae); ctx-mul = baseline, text-only = baseline-nov.
+                    Transformer: transformer-text-only, gated, selective-attn, each alone or
+                    with +mse, +q-waae, +g-wgan (e.g. gated+q-waae). The systems and their
+                    flags are fairseq_mmt_adv/systems.py's (python -m fairseq_mmt_adv.systems
+                    --list)
   --seed N          [SEED] random seed (default 1)
   --lambda-r X      [LAMBDA_R] reconstruction weight (default 0.2 for mse and q-waae, 0 for
                     g-wgan: Algorithm 1 has no reconstruction term)
@@ -43,9 +51,13 @@ Options:
   --keep-epoch-checkpoints
                     [KEEP_EPOCH_CHECKPOINTS=1] keep checkpointN.pt of every epoch (for
                     scripts/average_checkpoints.py); by default only checkpoint_best/last
+                    (cGRU) or the last 10 epochs' (Transformer)
   --force           train even if SAVE_DIR/DONE says this run finished already
-  --dry-run         print the command (and the run name) instead of running it
+  --dry-run         print the commands (and the run name) instead of running them
   --print-save-dir  print the checkpoint directory of the run and exit (for scripts)
+  --print-checkpoint
+                    print the checkpoint that decoding uses and exit: SAVE_DIR/checkpoint_best.pt
+                    (cGRU) or SAVE_DIR/checkpoint_avg.pt (Transformer)
   -h, --help        show this help
 
 Everything after "--" goes to fairseq-train as is (later flags win over the ones above), e.g.
@@ -53,10 +65,12 @@ Everything after "--" goes to fairseq-train as is (later flags win over the ones
 
 Other environment variables:
   FAIRSEQ_BIN   directory of fairseq-train (default: the repository's .venv/bin, else PATH)
-  PYTHON        Python for fairseq_mmt_adv/systems.py, text_pipeline.py (stdlib only; default:
-                the repository's .venv/bin/python, else python3)
+  PYTHON        Python for fairseq_mmt_adv/systems.py, text_pipeline.py (stdlib only) and the
+                Transformer's checkpoint averaging (torch); default: the repository's
+                .venv/bin/python, else python3
   USER_DIR      the plugin (default: the repository's fairseq_mmt_adv)
-  ARCH          model architecture (default cgru_mmt, the paper's sizes)
+  ARCH          model architecture (default cgru_mmt, the paper's sizes; transformer_mmt_tiny
+                for the Transformer family)
   LOG_INTERVAL  updates between train_inner log records (default 100)
 
 fairseq-train logs JSON records (--log-format json) to SAVE_DIR/train.log, the input of
@@ -67,6 +81,7 @@ MultimodalTranslator.from_pretrained(SAVE_DIR) need nothing else.
 
 Example:
   examples/multi30k/train.sh --data data-bin/en-de --system q-waae --seed 3 -- --max-epoch 50
+  examples/multi30k/train.sh --data data-bin/en-de-joined --system gated+q-waae --dry-run
   SYSTEM=g-wgan NOISE_DIM=256 DATA=data-bin/en-de examples/multi30k/train.sh --dry-run
 EOF
 }
@@ -97,6 +112,7 @@ if [[ -z ${PYTHON:-} ]]; then
 fi
 DRY_RUN=0
 PRINT_SAVE_DIR=0
+PRINT_CHECKPOINT=0
 FORCE=0
 KEEP_EPOCH_CHECKPOINTS=${KEEP_EPOCH_CHECKPOINTS:-0}
 EXTRA=()
@@ -116,6 +132,7 @@ while [[ $# -gt 0 ]]; do
     --keep-epoch-checkpoints) KEEP_EPOCH_CHECKPOINTS=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     --print-save-dir) PRINT_SAVE_DIR=1; shift ;;
+    --print-checkpoint) PRINT_CHECKPOINT=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     *) die "unknown option '$1' (fairseq-train flags go after '--'; see --help)" ;;
   esac
@@ -126,23 +143,61 @@ FEATURES=${FEATURES:-$DATA}
 [[ $SEED =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, not '$SEED'"
 
 # System -> visual fusion, criterion flags and run name (fairseq_mmt_adv/systems.py).
-SYSTEM_SETTINGS=$(PYTHONPATH=$REPO "$PYTHON" -S -m fairseq_mmt_adv.systems "$SYSTEM" --shell \
-  --lambda-r="$LAMBDA_R" --lambda-a="$LAMBDA_A" --noise-dim="$NOISE_DIM" --prog "$PROG") || exit
-eval "$SYSTEM_SETTINGS"  # SYSTEM FAMILY ARCH_PREFIX BASELINE RUN_NAME SYSTEM_FLAGS
-# The family's model and optimization (the paper's, section 5.1).
+system_settings() {  # system_settings [--label-smoothing X]: SYSTEM_FLAGS etc. of $SYSTEM
+  local settings
+  settings=$(PYTHONPATH=$REPO "$PYTHON" -S -m fairseq_mmt_adv.systems "$SYSTEM" --shell "$@" \
+    --lambda-r="$LAMBDA_R" --lambda-a="$LAMBDA_A" --noise-dim="$NOISE_DIM" --prog "$PROG") || exit
+  eval "$settings"  # SYSTEM FAMILY ARCH_PREFIX BASELINE RUN_NAME SYSTEM_FLAGS
+}
+system_settings
+# The family's model, optimization, checkpoints and the checkpoint that decoding uses.
+AVERAGE=()
 case $FAMILY in
-  cgru)
+  cgru)  # the paper's (section 5.1), early stopping on validation BLEU
     ARCH=${ARCH:-cgru_mmt}
-    OPTIMIZATION=(--optimizer adam --lr 4e-4 --clip-norm 1 --batch-size 32)
+    OPTIMIZATION=(--optimizer adam --lr 4e-4 --clip-norm 1 --batch-size 32
+      --eval-bleu --eval-bleu-args '{"beam": 5}' --eval-bleu-remove-bpe
+      --best-checkpoint-metric bleu --maximize-best-checkpoint-metric --patience 5)
+    EPOCH_CHECKPOINTS=(--no-epoch-checkpoints)
     ;;
-  *) die "--system $SYSTEM is a $FAMILY system: train.sh has the paper's cGRU recipe only" ;;
+  transformer)  # Wu et al. (2021): 8000 updates, the last 10 epochs averaged
+    system_settings --label-smoothing 0.1
+    ARCH=${ARCH:-transformer_mmt_tiny}
+    OPTIMIZATION=(--share-all-embeddings --optimizer adam --adam-betas '(0.9, 0.98)'
+      --clip-norm 0.0 --lr 0.005 --lr-scheduler inverse_sqrt --warmup-updates 2000
+      --warmup-init-lr 1e-07 --max-tokens 4096 --max-update 8000)
+    EPOCH_CHECKPOINTS=(--keep-last-epochs 10)
+    ;;
+  *) die "--system $SYSTEM is a $FAMILY system: train.sh has no recipe for that family" ;;
 esac
 SAVE_DIR=${SAVE_DIR:-$CHECKPOINTS/$RUN_NAME/seed$SEED}
-EPOCH_CHECKPOINTS=(--no-epoch-checkpoints)
 [[ $KEEP_EPOCH_CHECKPOINTS == 1 ]] && EPOCH_CHECKPOINTS=()
+CHECKPOINT=$SAVE_DIR/checkpoint_best.pt
+if [[ $FAMILY == transformer ]]; then
+  CHECKPOINT=$SAVE_DIR/checkpoint_avg.pt
+  AVERAGE=("$PYTHON" "$REPO/scripts/average_checkpoints.py" --last-epochs 10
+    --run-dir "$SAVE_DIR" --output "$CHECKPOINT")
+fi
 if [[ $PRINT_SAVE_DIR == 1 ]]; then
   printf '%s\n' "$SAVE_DIR"
   exit 0
+fi
+if [[ $PRINT_CHECKPOINT == 1 ]]; then
+  printf '%s\n' "$CHECKPOINT"
+  exit 0
+fi
+
+# --share-all-embeddings needs one dictionary for both languages (prepare-multi30k.sh
+# --joined-dictionary); fairseq-train would stop on separate ones only after loading the data.
+separate_dictionaries() {
+  local dicts=("$DATA"/dict.*.txt)
+  [[ ${#dicts[@]} == 2 && -f ${dicts[0]} ]] && ! cmp -s "${dicts[@]}"
+}
+SEPARATE=
+if [[ $FAMILY == transformer ]] && separate_dictionaries; then
+  SEPARATE="$DATA has separate dictionaries ($(cd "$DATA" && echo dict.*.txt)) but the Transformer"
+  SEPARATE+=" recipe shares all embeddings: prepare the data with scripts/prepare-multi30k.sh"
+  SEPARATE+=" --joined-dictionary (into another --out)"
 fi
 
 TRAIN=fairseq-train
@@ -151,8 +206,6 @@ COMMAND=(
   "$TRAIN" "$DATA" --user-dir "$USER_DIR"
   --task multimodal_translation --visual-features "$FEATURES"
   --arch "$ARCH" "${SYSTEM_FLAGS[@]}" "${OPTIMIZATION[@]}"
-  --eval-bleu --eval-bleu-args '{"beam": 5}' --eval-bleu-remove-bpe
-  --best-checkpoint-metric bleu --maximize-best-checkpoint-metric --patience 5
   "${EPOCH_CHECKPOINTS[@]}" --seed "$SEED" --save-dir "$SAVE_DIR"
   --log-format json --log-interval "$LOG_INTERVAL" --log-file "$SAVE_DIR/train.log"
   "${EXTRA[@]}"
@@ -162,7 +215,9 @@ if [[ $DRY_RUN == 1 ]]; then
   status=
   [[ ! -f $SAVE_DIR/DONE ]] || status=" (finished: would be skipped without --force)"
   printf '# run %s seed %s -> %s%s\n' "$RUN_NAME" "$SEED" "$SAVE_DIR" "$status"
+  [[ -z $SEPARATE ]] || printf '# warning: %s\n' "$SEPARATE"
   print_command "${COMMAND[@]}"
+  [[ ${#AVERAGE[@]} == 0 ]] || print_command "${AVERAGE[@]}"
   exit 0
 fi
 
@@ -171,6 +226,7 @@ if [[ -f $SAVE_DIR/DONE && $FORCE == 0 ]]; then
   exit 0
 fi
 [[ -d $DATA ]] || die "data directory $DATA does not exist (scripts/prepare-multi30k.sh --out)"
+[[ -z $SEPARATE ]] || die "$SEPARATE"
 [[ -f $FEATURES/train.npy ]] || die "$FEATURES/train.npy is missing: give --features DIR" \
   "(python scripts/extract_features.py, then prepare-multi30k.sh --features)"
 if [[ $TRAIN == */* ]]; then
@@ -187,6 +243,10 @@ print_command "${COMMAND[@]}" >"$SAVE_DIR/command.sh"
 printf '[%s] %s seed %s -> %s\n' "$PROG" "$RUN_NAME" "$SEED" "$SAVE_DIR"
 print_command "${COMMAND[@]}"
 "${COMMAND[@]}"
+if [[ ${#AVERAGE[@]} -gt 0 ]]; then
+  print_command "${AVERAGE[@]}"
+  "${AVERAGE[@]}"
+fi
 date -u +%FT%TZ >"$SAVE_DIR/DONE"
 exit
 }
