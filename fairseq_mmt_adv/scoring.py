@@ -261,6 +261,13 @@ def meteor(
     return MeteorResult(name, 100 * score, note)
 
 
+def tok_lc_bleu():
+    """The BLEU of Multi30K papers (``bleu_tok_lc``): sacreBLEU on tokenized text, lowercased."""
+    from sacrebleu.metrics import BLEU
+
+    return BLEU(tokenize="none", lowercase=True, force=True)
+
+
 def score(
     hyps: Sequence[str],
     refs: Sequence[str],
@@ -304,7 +311,7 @@ def score(
     sacre_result = sacre_bleu.corpus_score(sacre_hyps, [sacre_refs])
     chrf = CHRF(lowercase=sacre_lowercase)
     chrf_result = chrf.corpus_score(sacre_hyps, [sacre_refs])
-    tok_lc = BLEU(tokenize="none", lowercase=True, force=True)
+    tok_lc = tok_lc_bleu()
     tok_lc_result = tok_lc.corpus_score(list(hyps), [list(refs)])
     met = meteor(hyps, refs, lang, meteor_jar, java=java, runner=meteor_runner)
     return Scores(

@@ -1,12 +1,17 @@
-"""fairseq_mmt_adv.recipes.summary and .training_log: score lines, the results table, the best
-validation BLEU of a log; and the recipes package importing without fairseq."""
+"""fairseq_mmt_adv.recipes.summary, .significance and .training_log: score lines, paired
+bootstrap p-values, the results table compared with the baselines, the best validation BLEU of a
+log; and the recipes package importing without fairseq."""
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
 
-from fairseq_mmt_adv.recipes import summary, training_log
+import pytest
+
+from fairseq_mmt_adv.recipes import significance, summary, training_log
+from fairseq_mmt_adv.scoring import ScoringError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,12 +33,109 @@ def test_results_table_has_a_row_per_run_and_split_of_the_beam(tmp_path: Path) -
     (run / "beam12.ensemble.test.json").write_text(scores(38.5, 57.2, 36.1))
     (run / "beam12.ensemble.test2.json").write_text(scores(28.0, None, 27.25))
     (run / "beam5.ensemble.test.json").write_text(scores(1.0, 1.0, 1.0))  # another beam
-    header, *rows = summary.results_table(tmp_path, 12).splitlines()
-    assert header.split() == ["pair", "run", "seeds", "split", "BLEU", "METEOR", "sacreBLEU"]
-    assert [row.split() for row in rows] == [
-        ["en-de", "q-waae_lr0.2_la0.2", "1-2-3", "test", "38.50", "57.20", "36.10"],
-        ["en-de", "q-waae_lr0.2_la0.2", "1-2-3", "test2", "28.00", "-", "27.25"],
+    table, _, notes = summary.results_table(tmp_path, 12).partition("\n\n")
+    header, *rows = table.splitlines()
+    assert header.split() == [
+        *("pair", "run", "seeds", "split", "beam", "BLEU", "METEOR", "sacreBLEU", "seeds"),
+        *("BLEU", "vs", "dBLEU", "p"),
     ]
+    no_baseline = ["-", "-", "-", "-"]  # no seeds' JSON and no baseline run
+    assert [row.split() for row in rows] == [
+        ["en-de", "q-waae_lr0.2_la0.2", "1-2-3", "test", "12", "38.50", "57.20", "36.10"]
+        + no_baseline,
+        ["en-de", "q-waae_lr0.2_la0.2", "1-2-3", "test2", "12", "28.00", "-", "27.25"]
+        + no_baseline,
+    ]
+    assert "dBLEU: the ensemble's BLEU minus that of its family's baseline" in notes
+    assert notes.endswith("\nno p-values for en-de: give --data PAIR=DIR (references)")
+
+
+# Hand-made test sets whose answer is known: tokenized lowercased sentences, 40 of them.
+RANDOM = random.Random(7)
+WORDS = ["ein", "hund", "frau", "mann", "läuft", "sitzt", "auf", "der", "bank", "im", "park"]
+REFERENCES = [" ".join(RANDOM.choices(WORDS, k=9)) for _ in range(40)]
+GARBAGE = [" ".join(RANDOM.choices(WORDS, k=9)) for _ in range(40)]
+# the references with every third word replaced: a middling system
+MIDDLING = [
+    " ".join(w if i % 3 else RANDOM.choice(WORDS) for i, w in enumerate(ref.split()))
+    for ref in REFERENCES
+]
+
+
+def test_paired_bootstrap_of_identical_systems_is_no_evidence() -> None:
+    result = significance.paired_bootstrap(MIDDLING, list(MIDDLING), REFERENCES)
+    assert result.difference == 0 and result.p_value == 1.0  # sacreBLEU alone says 0.001
+    assert "bs:1000" in result.signature and "tok:none" in result.signature
+
+
+def test_paired_bootstrap_tells_a_real_gain_from_noise() -> None:
+    copied = significance.paired_bootstrap(GARBAGE, REFERENCES, REFERENCES)
+    assert copied.system_bleu == pytest.approx(100) and copied.baseline_bleu < 20
+    assert copied.p_value < 0.05
+    assert copied.p_value == pytest.approx(1 / 1001)  # no resample comes close
+    # One sentence of 40 made perfect: BLEU 20.0 -> 23.8, a gain from one sentence, not from a
+    # better system: noise by this test (p 0.15).
+    one_better = [*MIDDLING[:-1], REFERENCES[-1]]
+    small = significance.paired_bootstrap(MIDDLING, one_better, REFERENCES)
+    assert small.difference > 3 and small.p_value > 0.05
+
+
+def fairseq_output(path: Path, hypotheses: list[str]) -> Path:
+    """A fairseq-generate output with these hypotheses (BPE removed), ids shuffled."""
+    lines = [f"S-{i}\tsource\nH-{i}\t-0.5\t{hyp}" for i, hyp in enumerate(hypotheses)]
+    random.Random(len(hypotheses)).shuffle(lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_paired_bootstrap_of_files_names_a_file_of_another_split(tmp_path: Path) -> None:
+    references = tmp_path / "test.de"
+    references.write_text("\n".join(REFERENCES) + "\n")
+    good = fairseq_output(tmp_path / "good.txt", REFERENCES)
+    bad = fairseq_output(tmp_path / "garbage.txt", GARBAGE)
+    assert significance.paired_bootstrap_files(bad, good, references).p_value < 0.05
+    short = fairseq_output(tmp_path / "short.txt", GARBAGE[:39])
+    with pytest.raises(ScoringError, match=f"{short} has 39 hypotheses but {references} has 40"):
+        significance.paired_bootstrap_files(good, short, references)
+
+
+def results_tree(root: Path) -> Path:
+    """Decoded and scored ensembles of both families (cGRU beam 12, Transformer beam 5) and the
+    data directory with the references; returns the data directory."""
+    data = root / "data" / "en-de"
+    (data / "text").mkdir(parents=True)
+    (data / "text" / "test.de").write_text("\n".join(REFERENCES) + "\n")
+    outputs = {
+        ("baseline", "12"): (GARBAGE, 2.0),
+        ("q-waae_lr0.2_la0.2", "12"): (REFERENCES, 100.0),
+        ("transformer-text-only", "5"): (MIDDLING, 50.0),
+        ("gated+mse_lr0.2", "5"): (MIDDLING, 50.0),
+    }
+    for (run, beam), (hypotheses, bleu) in outputs.items():
+        base = root / "results" / "en-de" / run / "seeds1-2" / f"beam{beam}.ensemble.test"
+        fairseq_output(base.with_name(base.name + ".txt"), hypotheses)
+        base.with_name(base.name + ".json").write_text(scores(bleu, None, bleu - 1))
+    seeds = {"mean": {"test": {"BLEU": 97.5}}, "std": {"test": {"BLEU": 1.25}}, "seeds": {}}
+    qwaae = root / "results" / "en-de" / "q-waae_lr0.2_la0.2" / "seeds1-2"
+    (qwaae / "beam12.seeds.json").write_text(json.dumps(seeds))
+    return data
+
+
+def test_the_table_compares_each_system_with_its_familys_baseline(tmp_path: Path) -> None:
+    data = results_tree(tmp_path)
+    table = summary.results_table(tmp_path / "results", [12, 5], {"en-de": data})
+    rows = {line.split()[1]: line.split()[4:] for line in table.splitlines()[1:5]}
+    assert rows == {
+        "baseline": ["12", "2.00", "-", "1.00", "-", "-", "-", "-"],
+        "q-waae_lr0.2_la0.2": ["12", "100.00", "-", "99.00", "97.50±1.25", "baseline"]
+        + [rows["q-waae_lr0.2_la0.2"][6], "0.001"],
+        "transformer-text-only": ["5", "50.00", "-", "49.00", "-", "-", "-", "-"],
+        "gated+mse_lr0.2": ["5", "50.00", "-", "49.00", "-", "transformer-text-only"]
+        + ["+0.00", "1.000"],
+    }
+    assert float(rows["q-waae_lr0.2_la0.2"][6]) > 80  # the BLEU gain over the baseline
+    assert "no p-values" not in table
 
 
 LOG = """\
@@ -63,13 +165,21 @@ def test_the_command_line(tmp_path: Path) -> None:
     assert done.stdout == b"BLEU 38.54 METEOR 57.17\n"
     missing = subprocess.run([*command, "best-bleu", str(tmp_path / "no.log")], capture_output=True)
     assert missing.returncode == 1 and str(tmp_path / "no.log") in missing.stderr.decode()
+    data = results_tree(tmp_path)
+    table = [*command, "table", str(tmp_path / "results"), "12", "5", "--data"]
+    done = subprocess.run([*table, f"en-de={data}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    [gated] = [line.split() for line in done.stdout.splitlines() if "gated+mse" in line]
+    assert gated[-3:] == ["transformer-text-only", "+0.00", "1.000"]
+    bad = subprocess.run([*table, str(data)], capture_output=True, text=True)
+    assert bad.returncode == 1 and "--data takes PAIR=DIR (e.g. en-de=data-bin/en-de)" in bad.stderr
 
 
 def test_the_recipes_import_without_fairseq_or_torch() -> None:
     code = (
         "import sys\n"
         "from fairseq_mmt_adv.recipes import benchmarks, fairseq_steps, features, moses, summary\n"
-        "from fairseq_mmt_adv.recipes import training_log\n"
+        "from fairseq_mmt_adv.recipes import significance, training_log\n"
         "assert not {'fairseq', 'torch'} & set(sys.modules), sorted(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
