@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fairseq import options, tasks
+from fairseq import checkpoint_utils, options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq_cli import generate as generate_cli
 from fairseq_cli import preprocess as preprocess_cli
@@ -98,12 +98,22 @@ def preprocess(raw: Path, destdir: Path, *extra: str) -> None:
 
 def train(*argv: str) -> str:
     """``fairseq-train ARGV`` in-process on one CPU thread; returns its log."""
+    forget_earlier_runs()
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(parser, [*argv, "--cpu", "--no-progress-bar"])
     cfg = convert_namespace_to_omegaconf(args)
     with captured_log() as log, single_thread():
         train_cli.main(cfg)
     return log.getvalue()
+
+
+def forget_earlier_runs() -> None:
+    """fairseq keeps the best validation score of a run (checkpoint_best, early stopping) in
+    function attributes, which would carry over from one in-process run to the next."""
+    for function in (checkpoint_utils.save_checkpoint, train_cli.should_stop_early):
+        for name in ("best", "num_runs"):
+            if hasattr(function, name):
+                delattr(function, name)
 
 
 def generate(*argv: str) -> str:

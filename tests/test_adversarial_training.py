@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import PACKAGE_DIR, cli_env, fairseq_cli
+from helpers import PACKAGE_DIR, cli_env, fairseq_cli, generate, preprocess
+from helpers import train as train_cli
 
 from fairseq_mmt_adv.demo_corpus import generate_demo_corpus
 
@@ -19,41 +20,18 @@ MODES = ["mse", "q-waae", "g-wgan"]
 PROBE_DIR = Path(__file__).resolve().parent / "dp_probe"
 
 
-def run(*command: str) -> str:
-    done = subprocess.run(command, capture_output=True, text=True, env=cli_env())
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout + done.stderr
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     """A small demo corpus (64-d features), binarized."""
     root = tmp_path_factory.mktemp("demo")
     generate_demo_corpus(root, sizes={"train": 1200, "valid": 101, "test": 61}, feature_dim=64)
-    raw = root / "raw"
-    run(
-        fairseq_cli("preprocess"),
-        "--source-lang",
-        "en",
-        "--target-lang",
-        "de",
-        "--trainpref",
-        str(raw / "train"),
-        "--validpref",
-        str(raw / "valid"),
-        "--testpref",
-        str(raw / "test"),
-        "--destdir",
-        str(root / "bin"),
-        "--workers",
-        "1",
-    )
+    preprocess(root / "raw", root / "bin")
     return root
 
 
 def train(corpus: Path, save_dir: Path, mode: str, *extra: str) -> str:
-    return run(
-        fairseq_cli("train"),
+    """fairseq-train (in-process) of cgru_mmt_small with ``mode``; its log."""
+    return train_cli(
         str(corpus / "bin"),
         "--user-dir",
         PACKAGE_DIR,
@@ -124,8 +102,7 @@ def test_mode_trains_reconstructs_and_decodes(demo, tmp_path, mode):
     margin = 1.0 if mode == "g-wgan" else 0.9
     assert logged(output, "valid", "recon_mse")[-1] < margin * mean_predictor_mse(demo)
 
-    generated = run(
-        fairseq_cli("generate"),
+    generated = generate(
         str(demo / "bin"),
         "--user-dir",
         PACKAGE_DIR,
@@ -139,7 +116,6 @@ def test_mode_trains_reconstructs_and_decodes(demo, tmp_path, mode):
         "5",
         "--batch-size",
         "16",
-        "--cpu",
     )
     assert len(re.findall(r"^H-\d+\t", generated, flags=re.M)) == 61
 
@@ -164,11 +140,11 @@ def assert_same_tensors(a, b, where: str = "") -> None:
 
 
 @pytest.mark.parametrize("mode", ["q-waae", "g-wgan"])
-def test_interrupted_run_resumes_to_the_same_parameters(demo, tmp_path, mode):
+def test_interrupted_run_resumes_to_the_same_parameters(tiny_corpus, tmp_path, mode):
     whole, halves = tmp_path / "whole", tmp_path / "halves"
-    train(demo, whole, mode, "--max-epoch", "2")
-    train(demo, halves, mode, "--max-epoch", "1")
-    resumed = train(demo, halves, mode, "--max-epoch", "2")
+    train(tiny_corpus, whole, mode, "--max-epoch", "2")
+    train(tiny_corpus, halves, mode, "--max-epoch", "1")
+    resumed = train(tiny_corpus, halves, mode, "--max-epoch", "2")
     assert "Loaded checkpoint" in resumed
     a, b = final_state(whole), final_state(halves)
     assert_same_tensors(a["model"], b["model"], "model")
@@ -258,47 +234,39 @@ def test_data_parallel_ranks_stay_identical_across_an_interruption(demo, tmp_pat
     assert len({tuple(c) for c in critic_sums}) == 8  # D really moved at every step
 
 
-def test_with_update_freq_the_critic_steps_on_every_micro_batch(demo, tmp_path):
+def test_with_update_freq_the_critic_steps_on_every_micro_batch(demo, tmp_path, monkeypatch):
     """Documented behaviour: --update-freq k gives k x critic_iters critic steps per update."""
-    env = {**cli_env(), "DP_PROBE_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [
-            fairseq_cli("train"),
-            str(demo / "bin"),
-            "--user-dir",
-            str(PROBE_DIR),
-            "--criterion",
-            "probed_adversarial_reconstruction",
-            "--reconstruction",
-            "q-waae",
-            "--task",
-            "multimodal_translation",
-            "--visual-features",
-            str(demo / "features"),
-            "--arch",
-            "cgru_mmt_small",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "0.003",
-            "--cpu",
-            "--batch-size",
-            "16",
-            "--update-freq",
-            "2",
-            "--max-update",
-            "3",
-            "--no-save",
-            "--seed",
-            "3",
-            "--save-dir",
-            str(tmp_path / "ckpt"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
+    monkeypatch.setenv("DP_PROBE_DIR", str(tmp_path))
+    train_cli(
+        str(demo / "bin"),
+        "--user-dir",
+        str(PROBE_DIR),
+        "--criterion",
+        "probed_adversarial_reconstruction",
+        "--reconstruction",
+        "q-waae",
+        "--task",
+        "multimodal_translation",
+        "--visual-features",
+        str(demo / "features"),
+        "--arch",
+        "cgru_mmt_small",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.003",
+        "--batch-size",
+        "16",
+        "--update-freq",
+        "2",
+        "--max-update",
+        "3",
+        "--no-save",
+        "--seed",
+        "3",
+        "--save-dir",
+        str(tmp_path / "ckpt"),
     )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "rank0.jsonl").read_text().splitlines()]
     assert len(records) == 6  # 3 updates x 2 micro-batches
     models = [tuple(r["model"]) for r in records]
