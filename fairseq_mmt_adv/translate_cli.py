@@ -145,7 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         features = read_features(args.features)
     cfg = convert_namespace_to_omegaconf(args)
     translator = load_translator(args, cfg)
-    if features is not None and translator.uses_image:
+    if not translator.uses_image and (features is not None or images is not None):
+        logger.info("a text-only model (--visual-fusion none): the images play no part")
+    elif features is not None:
         features = translator.checked_features(features, len(captions), args.features)
     tokens = [translator.encode(caption) for caption in captions]
     hypotheses = translator.generate(

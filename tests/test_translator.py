@@ -145,7 +145,7 @@ def test_diverse_beam_search_in_the_translator(demo, multimodal):
     assert [translator.string(h[0]["tokens"]) for h in hypos] == expected
 
 
-def test_a_no_v_model_translates_without_any_image(demo, tmp_path):
+def test_a_no_v_model_translates_without_any_image(demo, tmp_path, capsys):
     """--visual-fusion none, trained with reconstruction (Table 4's "no v"): no image needed."""
     model = trained_model(
         demo, tmp_path / "mse-nov", "bin", "--visual-fusion", "none",
@@ -153,8 +153,14 @@ def test_a_no_v_model_translates_without_any_image(demo, tmp_path):
     )  # fmt: skip
     translator = load(demo, model)
     assert not translator.uses_image
+    source = tmp_path / "captions.en"
+    source.write_text("\n".join(captions(demo)) + "\n")
+    argv = [str(demo / "bin"), "--path", str(model / "checkpoint_last.pt"), "--input",
+            str(source), "--cpu"]  # fmt: skip
     with single_thread():
         assert translator.translate(captions(demo)) == reference(demo, model)
+        assert translate_cli.main(argv) == 0
+    assert capsys.readouterr().out.splitlines() == reference(demo, model)
 
 
 def test_bad_input_is_named(demo, multimodal, tmp_path):
