@@ -4,6 +4,7 @@ only); diverse beam search; and the bad input they refuse, named."""
 
 import functools
 import importlib.util
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -161,6 +162,22 @@ def test_a_no_v_model_translates_without_any_image(demo, tmp_path, capsys):
         assert translator.translate(captions(demo)) == reference(demo, model)
         assert translate_cli.main(argv) == 0
     assert capsys.readouterr().out.splitlines() == reference(demo, model)
+
+
+def test_a_transformer_translates_as_fairseq_generate(demo, tmp_path):
+    """transformer_mmt (gated fusion), made tiny: the translator is not the cGRU's alone."""
+    tiny = shlex.split(
+        "--arch transformer_mmt_tiny --encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 16 "
+        "--decoder-embed-dim 16 --encoder-ffn-embed-dim 32 --decoder-ffn-embed-dim 32 "
+        "--encoder-attention-heads 2 --decoder-attention-heads 2 --visual-fusion gated "
+        "--max-epoch 2"
+    )
+    model = trained_model(demo, tmp_path / "gated", "bin", *tiny)
+    expected = reference(demo, model, "bin", "--max-len-b", "12")
+    translator = load(demo, model, batch_size=7, max_len_b=12)
+    assert translator.uses_image
+    with single_thread():
+        assert translator.translate(captions(demo), features=demo_features(demo)) == expected
 
 
 def test_bad_input_is_named(demo, multimodal, tmp_path):
