@@ -5,7 +5,9 @@ imports the package (``--user-dir``), or fairseq is loaded already, importing it
 ``multimodal_translation`` task, the ``cgru_mmt`` and ``transformer_mmt`` architectures and the
 ``adversarial_reconstruction`` criterion, and lets torch >= 2.6 load fairseq checkpoints. The
 tools (``fairseq_mmt_adv.scoring``, ``fairseq_mmt_adv.demo_corpus``, feature extraction) import
-without fairseq; ``register()`` registers everything explicitly.
+without fairseq; ``register()`` registers everything explicitly. ``from fairseq_mmt_adv import
+MultimodalTranslator`` translates new captions with their images (``fairseq-mmt-translate`` from
+the shell); it loads fairseq when first asked for.
 """
 
 import sys
