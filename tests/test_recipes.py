@@ -313,33 +313,51 @@ def test_experiments_dry_run_table3_sweep() -> None:
 
 
 def test_experiments_dry_run_all_training_runs() -> None:
-    out = bash(EXPERIMENTS, "--dry-run", "--", "--max-epoch", "2")
+    # two seeds (SEEDS) instead of five: the same runs, fewer train.sh calls
+    out = bash(EXPERIMENTS, "--dry-run", "--", "--max-epoch", "2", env={"SEEDS": "1 2"})
     commands = train_commands(out)
-    assert len(commands) == 20 + 9 + 4 + 10 + 5
+    assert len(commands) == 2 * 4 + 9 + 4 + 2 * 2 + 2 + 2 * 12
     assert all(c.endswith("--max-epoch 2") for c in commands)
     seeds = [flag(c, "--seed") for c in commands if "/en-de/baseline/" in c]
-    assert seeds == ["1", "2", "3", "4", "5"]
-    nov = [c for c in commands if "--visual-fusion none" in c]
-    assert len(nov) == 10 and {flag(c, "--reconstruction") for c in nov} == {"mse", "q-waae"}
+    assert seeds == ["1", "2"]
+    cgru = [c for c in commands if "--arch cgru_mmt " in c]
+    nov = [c for c in cgru if "--visual-fusion none" in c]
+    assert len(nov) == 4 and {flag(c, "--reconstruction") for c in nov} == {"mse", "q-waae"}
     french = [c for c in commands if "data-bin/en-fr" in c]
-    assert len(french) == 5 and all("--reconstruction q-waae" in c for c in french)
+    assert len(french) == 2 and all("--reconstruction q-waae" in c for c in french)
+    transformer = [c for c in commands if "--arch transformer_mmt_tiny " in c]
+    assert len(transformer) == len(commands) - len(cgru) == 24
+    assert all(c.split()[1] == "data-bin/en-de-joined" for c in transformer)  # joined dictionary
+    runs = {flag(c, "--save-dir").split("/")[2].split("_")[0] for c in transformer}
+    assert runs == set(systems.names("transformer"))
+    averages = [line for line in out.splitlines() if "average_checkpoints.py" in line]
+    assert len(averages) == 24
 
 
-def test_experiments_dry_run_decoding_is_a_beam12_ensemble_then_scoring() -> None:
-    out = bash(EXPERIMENTS, "--dry-run", "--stage", "decode", env={"CHECKPOINTS": "/ck"})
+def test_experiments_dry_run_decoding_is_an_ensemble_then_scoring() -> None:
+    env = {"CHECKPOINTS": "/ck", "SEEDS": "1 2 3"}
+    out = bash(EXPERIMENTS, "--dry-run", "--stage", "decode", env=env)
     generate = [
         line for line in out.splitlines() if line.split(" ")[0].endswith("/fairseq-generate")
     ]
-    qwaae = [c for c in generate if "/ck/en-de/q-waae_lr0.2_la0.2/seed5/" in c]
-    assert [flag(c, "--gen-subset") for c in qwaae] == ["test", "test1", "test2", "test3"]
-    for command in qwaae:
-        assert "--beam 12 --remove-bpe" in command
-        paths = flag(command, "--path").split(":")
-        assert paths == [
-            f"/ck/en-de/q-waae_lr0.2_la0.2/seed{s}/checkpoint_best.pt" for s in range(1, 6)
-        ]
+    # the cGRU: the seeds' best checkpoints, beam 12; the Transformer: their averages, beam 5
+    for run, checkpoint, beam, data in [
+        ("q-waae_lr0.2_la0.2", "checkpoint_best.pt", "12", "data-bin/en-de"),
+        ("selective-attn+g-wgan_z128_lr0_la0.2", "checkpoint_avg.pt", "5", "data-bin/en-de-joined"),
+    ]:
+        commands = [c for c in generate if f"/ck/en-de/{run}/seed3/" in c]
+        assert [flag(c, "--gen-subset") for c in commands] == ["test", "test1", "test2", "test3"]
+        for command in commands:
+            assert f"--beam {beam} --remove-bpe" in command and command.split()[1] == data
+            paths = flag(command, "--path").split(":")
+            assert paths == [f"/ck/en-de/{run}/seed{s}/{checkpoint}" for s in range(1, 4)]
+            assert command.endswith(
+                f"results/en-de/{run}/seeds1-2-3/beam{beam}.ensemble.{{}}.txt".format(
+                    flag(command, "--gen-subset")
+                )
+            )
     scoring = [line for line in out.splitlines() if "-m fairseq_mmt_adv.scoring" in line]
-    assert len(scoring) == len(generate) == 4 * 4 + 9 + 4 + 2 * 4 + 4
+    assert len(scoring) == len(generate) == 4 * 4 + 9 + 4 + 2 * 4 + 4 + 12 * 4
     assert "--references data-bin/en-de/text/test2.de" in " ".join(scoring)
 
 
@@ -348,11 +366,28 @@ def test_experiments_summary_stage_tables_the_scored_ensembles(tmp_path: Path) -
     run.mkdir(parents=True)
     scores = '{"bleu_tok_lc": 58.5, "meteor": 73.25, "bleu_sacre": 57.0}'
     (run / "beam12.ensemble.test1.json").write_text(scores)
-    out = bash(EXPERIMENTS, "--stage", "summary", env={"RESULTS": str(tmp_path)})
-    [row] = [line.split() for line in out.splitlines() if line.startswith("en-fr ")]
-    assert row[:8] == ["en-fr", "q-waae_lr0.2_la0.2", "1-2", "test1", "12", "58.50", "73.25"] + [
-        "57.00"
+    # and a Transformer system with the same output as its baseline: no evidence of a gain
+    data = tmp_path / "data-de"
+    (data / "text").mkdir(parents=True)
+    (data / "text" / "test.de").write_text("ein hund läuft .\nzwei männer .\n")
+    for name in ("transformer-text-only", "gated+q-waae_lr0.2_la0.2"):
+        base = tmp_path / "en-de" / name / "seeds1-2" / "beam5.ensemble.test"
+        base.parent.mkdir(parents=True)
+        base.with_name(base.name + ".json").write_text(scores)
+        base.with_name(base.name + ".txt").write_text("H-1\t-1\tzwei männer .\nH-0\t-1\tein hund\n")
+    env = {"RESULTS": str(tmp_path), "DATA_DE": str(data)}
+    out = bash(EXPERIMENTS, "--stage", "summary", env=env)
+    rows = {line.split()[1]: line.split() for line in out.splitlines() if line.startswith("en-")}
+    assert rows["q-waae_lr0.2_la0.2"] == [
+        *("en-fr", "q-waae_lr0.2_la0.2", "1-2", "test1", "12", "58.50", "73.25", "57.00"),
+        *("-", "-", "-", "-"),  # no seeds' JSON, no baseline
     ]
+    assert rows["gated+q-waae_lr0.2_la0.2"][4:] == [
+        *("5", "58.50", "73.25", "57.00", "-", "transformer-text-only", "+0.00", "1.000")
+    ]
+    assert "no p-values for en-fr" in out  # DATA_FR does not exist here
+    dry = bash(EXPERIMENTS, "--stage", "summary", "--dry-run", env=env)
+    assert dry.endswith(f"summary table {tmp_path} 12 5 --data en-de={data}\n")
 
 
 def test_experiments_rejects_unknown_stage() -> None:

@@ -9,7 +9,7 @@ set -euo pipefail
 PROG=experiments.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-ALL_STAGES=(main table2 table3 table4 table5 decode seeds summary)
+ALL_STAGES=(main table2 table3 table4 table5 transformer decode seeds summary)
 
 usage() {
   cat <<'EOF'
@@ -27,11 +27,20 @@ Stages (default: all, in this order; repeat --stage to pick several):
   table3   en-de g-wgan, |z| in {64, 128, 256, 512} (4 runs), SWEEP_SEEDS each
   table4   en-de mse-nov and q-waae-nov ("no v": --visual-fusion none), SEEDS each
   table5   en-fr q-waae, SEEDS each
-  decode   for every run above: fairseq-generate --beam BEAM --remove-bpe with the ensemble of its
-           seeds' checkpoint_best.pt (--path a:b:c:d:e) on its test splits, then
-           python -m fairseq_mmt_adv.scoring (tokenized lowercased BLEU, sacreBLEU, chrF, METEOR)
+  transformer
+           en-de on DATA_JOINED_DE, SEEDS each, with Wu et al. (2021)'s Transformer recipe
+           (train.sh: transformer_mmt_tiny, 8000 updates, the last 10 epochs averaged):
+           transformer-text-only, gated, selective-attn, each alone and with mse, q-waae, g-wgan
+  decode   for every run above: fairseq-generate --beam B --remove-bpe with the ensemble of its
+           seeds' checkpoints (--path a:b:c:d:e; checkpoint_best.pt and B = BEAM for the cGRU,
+           checkpoint_avg.pt and B = TRANSFORMER_BEAM for the Transformer) on its test splits,
+           then python -m fairseq_mmt_adv.scoring (tokenized lowercased BLEU, sacreBLEU, chrF,
+           METEOR)
   seeds    multi_seed.py for the SEEDS systems: per-seed scores, mean +- std, ensemble
-  summary  one line per scored ensemble: BLEU (tok, lc) and METEOR
+  summary  one line per scored ensemble: BLEU (tok, lc), METEOR, sacreBLEU, the seeds' mean +- std
+           and, against the family's baseline (baseline; transformer-text-only), the BLEU
+           difference with its p-value (paired bootstrap resampling): p < 0.05 tells a gain
+           from test-set noise
 
 Options:
   --stage S     run stage S only (repeatable)
@@ -42,7 +51,10 @@ Options:
 Environment:
   DATA_DE, DATA_FR      prepared data (scripts/prepare-multi30k.sh --out, with --features);
                         default data-bin/en-de and data-bin/en-fr
-  FEATURES_DE, FEATURES_FR  feature directories (default: the data directories)
+  DATA_JOINED_DE        en-de prepared with --joined-dictionary, for the Transformer stage
+                        (--share-all-embeddings); default data-bin/en-de-joined
+  FEATURES_DE, FEATURES_FR  feature directories (default: DATA_DE, DATA_FR; the Transformer
+                        stage uses FEATURES_DE too)
   CHECKPOINTS           default checkpoints; a run trains in CHECKPOINTS/PAIR/NAME/seedN
   RESULTS               default results; decoding writes RESULTS/PAIR/NAME/seedsS/
                         beamB.ensemble.SPLIT.{txt,json,log} (S: the seeds, e.g. 1-2-3-4-5)
@@ -53,7 +65,8 @@ Environment:
                         but valid and train, i.e. test test1 test2 test3)
   SWEEP_SPLITS          splits decoded for the sweeps (default test2 = test_2017_mscoco, the
                         COCO-ambiguous set of Tables 2-4)
-  BEAM                  beam size for decoding (default 12)
+  BEAM                  beam size for decoding the cGRU systems (default 12)
+  TRANSFORMER_BEAM      beam size for decoding the Transformer systems (default 5)
   BATCH_SIZE            decoding batch size (default 64)
   PYTHON                Python with fairseq_mmt_adv (default: the repository's .venv)
   FAIRSEQ_BIN           directory of fairseq-train/-generate (default: next to PYTHON)
@@ -62,6 +75,7 @@ Environment:
 Examples:
   examples/multi30k/experiments.sh --dry-run --stage table2
   examples/multi30k/experiments.sh --stage main --stage decode --stage seeds
+  examples/multi30k/experiments.sh --stage transformer --stage decode --stage summary
 EOF
 }
 
@@ -92,6 +106,7 @@ selected() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
 
 DATA_DE=${DATA_DE:-data-bin/en-de}
 DATA_FR=${DATA_FR:-data-bin/en-fr}
+DATA_JOINED_DE=${DATA_JOINED_DE:-data-bin/en-de-joined}
 FEATURES_DE=${FEATURES_DE:-$DATA_DE}
 FEATURES_FR=${FEATURES_FR:-$DATA_FR}
 CHECKPOINTS=${CHECKPOINTS:-checkpoints}
@@ -100,6 +115,7 @@ SEEDS=${SEEDS:-1 2 3 4 5}
 SWEEP_SEEDS=${SWEEP_SEEDS:-1}
 SWEEP_SPLITS=${SWEEP_SPLITS:-test2}
 BEAM=${BEAM:-12}
+TRANSFORMER_BEAM=${TRANSFORMER_BEAM:-5}
 BATCH_SIZE=${BATCH_SIZE:-64}
 if [[ -z ${PYTHON:-} ]]; then
   if [[ -x $REPO/.venv/bin/python ]]; then PYTHON=$REPO/.venv/bin/python; else PYTHON=python3; fi
@@ -110,8 +126,17 @@ fi
 export FAIRSEQ_BIN
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
 
-data_of() { if [[ $1 == en-de ]]; then echo "$DATA_DE"; else echo "$DATA_FR"; fi; }
+data_of() {  # data_of PAIR [STAGE]: the Transformer stage's en-de has one joined dictionary
+  if [[ ${2:-} == transformer ]]; then
+    echo "$DATA_JOINED_DE"
+  elif [[ $1 == en-de ]]; then
+    echo "$DATA_DE"
+  else
+    echo "$DATA_FR"
+  fi
+}
 features_of() { if [[ $1 == en-de ]]; then echo "$FEATURES_DE"; else echo "$FEATURES_FR"; fi; }
+beam_of() { if [[ $1 == transformer ]]; then echo "$TRANSFORMER_BEAM"; else echo "$BEAM"; fi; }
 
 # The runs: "stage|pair|system|train.sh options|seeds|decoded splits ('' = TEST_SPLITS)".
 RUNS=(
@@ -134,19 +159,24 @@ RUNS+=(
   "table4|en-de|q-waae-nov|--lambda-r 0.2 --lambda-a 0.2|$SEEDS|"
   "table5|en-fr|q-waae|--lambda-r 0.2 --lambda-a 0.2|$SEEDS|"
 )
+for base in transformer-text-only gated selective-attn; do  # the paper's weights (systems.py)
+  for system in "$base" "$base+mse" "$base+q-waae" "$base+g-wgan"; do
+    RUNS+=("transformer|en-de|$system||$SEEDS|")
+  done
+done
 
-# train_sh PAIR SYSTEM OPTIONS SEED ARGS...: call train.sh for one run.
+# train_sh STAGE PAIR SYSTEM OPTIONS SEED ARGS...: call train.sh for one run.
 train_sh() {
-  local pair=$1 system=$2 options=$3 seed=$4 opts
-  shift 4
+  local stage=$1 pair=$2 system=$3 options=$4 seed=$5 opts
+  shift 5
   read -ra opts <<<"$options"
-  CHECKPOINTS=$CHECKPOINTS/$pair bash "$HERE/train.sh" --data "$(data_of "$pair")" \
+  CHECKPOINTS=$CHECKPOINTS/$pair bash "$HERE/train.sh" --data "$(data_of "$pair" "$stage")" \
     --features "$(features_of "$pair")" --system "$system" --seed "$seed" "${opts[@]}" "$@"
 }
 
-run_dirs() {  # run_dirs PAIR SYSTEM OPTIONS SEEDS: the checkpoint directory of each seed
+run_checkpoints() {  # run_checkpoints STAGE PAIR SYSTEM OPTIONS SEEDS: each seed's decoded one
   local seed
-  for seed in $4; do train_sh "$1" "$2" "$3" "$seed" --print-save-dir; done
+  for seed in $5; do train_sh "$1" "$2" "$3" "$4" "$seed" --print-checkpoint; done
 }
 
 train_stage() {
@@ -159,9 +189,9 @@ train_stage() {
       n=$((n + 1))
       printf '# %s run %d: %s %s %s seed %s\n' "$stage" "$n" "$pair" "$system" "$options" "$seed"
       if [[ $DRY_RUN == 1 ]]; then
-        train_sh "$pair" "$system" "$options" "$seed" --dry-run -- "${EXTRA[@]}"
+        train_sh "$stage" "$pair" "$system" "$options" "$seed" --dry-run -- "${EXTRA[@]}"
       else
-        train_sh "$pair" "$system" "$options" "$seed" -- "${EXTRA[@]}"
+        train_sh "$stage" "$pair" "$system" "$options" "$seed" -- "${EXTRA[@]}"
       fi
     done
   done
@@ -194,29 +224,30 @@ report_scores() {  # report_scores FILE.json: "BLEU x METEOR y" of a scoring --j
 declare -A DECODED=()
 FAILED=()
 decode_stage() {
-  local run rstage pair system options seeds splits seed dirs paths split data features lang
-  local out name key generate score dir base
-  log "stage decode (beam $BEAM)"
+  local run rstage pair system options seeds splits seed checkpoints paths split data features
+  local lang out name key generate score checkpoint base beam
+  log "stage decode (beam $BEAM, Transformer $TRANSFORMER_BEAM)"
   for run in "${RUNS[@]}"; do
     IFS='|' read -r rstage pair system options seeds splits <<<"$run"
     [[ -n $splits ]] || splits=$(test_splits "$pair")
-    data=$(data_of "$pair")
+    data=$(data_of "$pair" "$rstage")
     features=$(features_of "$pair")
     lang=$(target_lang "$pair")
-    dirs=()
-    mapfile -t dirs < <(run_dirs "$pair" "$system" "$options" "$seeds")
-    paths=$(printf '%s/checkpoint_best.pt:' "${dirs[@]}")
+    beam=$(beam_of "$rstage")
+    checkpoints=()
+    mapfile -t checkpoints < <(run_checkpoints "$rstage" "$pair" "$system" "$options" "$seeds")
+    paths=$(printf '%s:' "${checkpoints[@]}")
     paths=${paths%:}
-    name=$(basename "$(dirname "${dirs[0]}")")
+    name=$(basename "$(dirname "$(dirname "${checkpoints[0]}")")")
     out=$RESULTS/$pair/$name/seeds$(join_seeds "$seeds")
     for split in $splits; do
       key="$out|$split"
       [[ -z ${DECODED[$key]:-} ]] || continue  # a sweep point that is also a main system
       DECODED[$key]=1
-      base=$out/beam$BEAM.ensemble.$split
+      base=$out/beam$beam.ensemble.$split
       generate=("$FAIRSEQ_BIN/fairseq-generate" "$data" --user-dir "$REPO/fairseq_mmt_adv"
         --task multimodal_translation --visual-features "$features" --path "$paths"
-        --gen-subset "$split" --beam "$BEAM" --remove-bpe --batch-size "$BATCH_SIZE")
+        --gen-subset "$split" --beam "$beam" --remove-bpe --batch-size "$BATCH_SIZE")
       score=("$PYTHON" -m fairseq_mmt_adv.scoring --fairseq-generate "$base.txt"
         --references "$data/text/$split.$lang" --raw-references "$data/text/$split.raw.$lang"
         --detokenize "$lang" --sacrebleu-lowercase --json)
@@ -231,9 +262,11 @@ decode_stage() {
         continue
       fi
       local missing=()
-      for dir in "${dirs[@]}"; do [[ -f $dir/checkpoint_best.pt ]] || missing+=("$dir"); done
+      for checkpoint in "${checkpoints[@]}"; do
+        [[ -f $checkpoint ]] || missing+=("$checkpoint")
+      done
       if [[ ${#missing[@]} -gt 0 ]]; then
-        log "skipped: no checkpoint_best.pt in ${missing[*]} (train stage $rstage first)"
+        log "skipped: no ${missing[*]} (train stage $rstage first)"
         continue
       fi
       if ! compgen -G "$data/$split.$pair.*.idx" >/dev/null; then
@@ -259,30 +292,37 @@ decode_stage() {
 }
 
 seeds_stage() {
-  local run rstage pair system options seeds splits seed dirs name command out split_list
-  log "stage seeds (beam $BEAM)"
+  local run rstage pair system options seeds splits seed checkpoints name command out split_list
+  local beam dirs checkpoint
+  log "stage seeds (beam $BEAM, Transformer $TRANSFORMER_BEAM)"
   for run in "${RUNS[@]}"; do
     IFS='|' read -r rstage pair system options seeds splits <<<"$run"
-    [[ $rstage == main || $rstage == table4 || $rstage == table5 ]] || continue
+    [[ " main table4 table5 transformer " == *" $rstage "* ]] || continue
     [[ -n $splits ]] || splits=$(test_splits "$pair")
-    dirs=()
-    mapfile -t dirs < <(run_dirs "$pair" "$system" "$options" "$seeds")
-    name=$(basename "$(dirname "${dirs[0]}")")
+    beam=$(beam_of "$rstage")
+    checkpoints=()
+    mapfile -t checkpoints < <(run_checkpoints "$rstage" "$pair" "$system" "$options" "$seeds")
+    name=$(basename "$(dirname "$(dirname "${checkpoints[0]}")")")
     out=$RESULTS/$pair/$name/seeds$(join_seeds "$seeds")
     read -ra split_list <<<"$splits"
-    command=("$PYTHON" "$HERE/multi_seed.py" --data "$(data_of "$pair")"
-      --features "$(features_of "$pair")" --splits "${split_list[@]}" --beam "$BEAM"
-      --batch-size "$BATCH_SIZE" --output-dir "$out" --reuse --json "$out/beam$BEAM.seeds.json"
-      --name "$pair $name" --checkpoints "${dirs[@]}")
+    dirs=()
+    for checkpoint in "${checkpoints[@]}"; do dirs+=("$(dirname "$checkpoint")"); done
+    command=("$PYTHON" "$HERE/multi_seed.py" --data "$(data_of "$pair" "$rstage")"
+      --features "$(features_of "$pair")" --splits "${split_list[@]}" --beam "$beam"
+      --batch-size "$BATCH_SIZE" --output-dir "$out" --reuse --json "$out/beam$beam.seeds.json"
+      --name "$pair $name" --checkpoints "${dirs[@]}"
+      --checkpoint-name "$(basename "${checkpoints[0]}")")
     printf '# seeds %s %s\n' "$pair" "$name"
     if [[ $DRY_RUN == 1 ]]; then
       print_command "${command[@]}"
       continue
     fi
-    local dir missing=()
-    for dir in "${dirs[@]}"; do [[ -f $dir/checkpoint_best.pt ]] || missing+=("$dir"); done
+    local missing=()
+    for checkpoint in "${checkpoints[@]}"; do
+      [[ -f $checkpoint ]] || missing+=("$checkpoint")
+    done
     if [[ ${#missing[@]} -gt 0 ]]; then
-      log "skipped: no checkpoint_best.pt in ${missing[*]} (train stage $rstage first)"
+      log "skipped: no ${missing[*]} (train stage $rstage first)"
       continue
     fi
     if ! "${command[@]}"; then
@@ -293,18 +333,25 @@ seeds_stage() {
 }
 
 summary_stage() {
+  local command=("$PYTHON" -m fairseq_mmt_adv.recipes.summary table "$RESULTS" "$BEAM") pair data
+  [[ $TRANSFORMER_BEAM == "$BEAM" ]] || command+=("$TRANSFORMER_BEAM")
+  for pair in en-de en-fr; do  # the references of the p-values
+    data=$(data_of "$pair")
+    [[ ! -d $data/text ]] || command+=(--data "$pair=$data")
+  done
   log "stage summary"
+  printf '# summary of %s/*/*/*/beam{%s}.ensemble.*.json\n' "$RESULTS" "$BEAM,$TRANSFORMER_BEAM"
   if [[ $DRY_RUN == 1 ]]; then
-    echo "# summary of $RESULTS/*/*/*/beam$BEAM.ensemble.*.json"
+    print_command "${command[@]}"
     return
   fi
-  "$PYTHON" -m fairseq_mmt_adv.recipes.summary table "$RESULTS" "$BEAM"
+  "${command[@]}"
 }
 
 for stage in "${ALL_STAGES[@]}"; do
   selected "$stage" || continue
   case $stage in
-    main | table2 | table3 | table4 | table5) train_stage "$stage" ;;
+    main | table2 | table3 | table4 | table5 | transformer) train_stage "$stage" ;;
     decode) decode_stage ;;
     seeds) seeds_stage ;;
     summary) summary_stage ;;
