@@ -141,6 +141,29 @@ def test_train_dry_run_of_every_transformer_system(system: str) -> None:
     assert checkpoint.strip() == f"{save_dir.replace('seed2', 'seed1')}/checkpoint_avg.pt"
 
 
+TWO_RANKS = (
+    "--cpu --max-tokens 2048 --distributed-backend gloo --ddp-backend legacy_ddp "
+    "--distributed-world-size 2 --distributed-init-method tcp://127.0.0.1:29519 "
+    "--distributed-no-spawn --distributed-rank"
+)
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_two_rank_transformer_run_averages_on_rank_0_only(rank: str) -> None:
+    """The README's two-rank CPU variant: 2 x 2048 tokens, rank 0 saves and averages."""
+    extra = [*TWO_RANKS.split(), rank]
+    out = bash(TRAIN, "--system", "gated", "--dry-run", "--", *extra, env={"DATA": "/data/j"})
+    [command] = train_commands(out)
+    args = parse_train_command(command)
+    assert (args.max_tokens, args.distributed_world_size, args.distributed_rank) == (
+        2048,
+        2,
+        int(rank),
+    )
+    assert args.share_all_embeddings and args.lr == [0.005] and args.max_update == 8000
+    assert ("average_checkpoints.py" in out) == (rank == "0")
+
+
 def test_the_cgru_recipe_decodes_its_best_checkpoint() -> None:
     out = bash(TRAIN, "--system", "mse", "--dry-run", env={"DATA": "/d"})
     assert "average_checkpoints" not in out and "--keep-last-epochs" not in out

@@ -61,7 +61,9 @@ Options:
   -h, --help        show this help
 
 Everything after "--" goes to fairseq-train as is (later flags win over the ones above), e.g.
-"-- --max-epoch 40 --fp16" or "-- --cpu" for a test on a CPU.
+"-- --max-epoch 40 --fp16" or "-- --cpu" for a test on a CPU. For a data-parallel run, start
+train.sh once per rank with "-- --distributed-rank R ..." (see examples/multi30k/README.md):
+rank 0 averages the Transformer's checkpoints.
 
 Other environment variables:
   FAIRSEQ_BIN   directory of fairseq-train (default: the repository's .venv/bin, else PATH)
@@ -173,9 +175,17 @@ esac
 SAVE_DIR=${SAVE_DIR:-$CHECKPOINTS/$RUN_NAME/seed$SEED}
 [[ $KEEP_EPOCH_CHECKPOINTS == 1 ]] && EPOCH_CHECKPOINTS=()
 CHECKPOINT=$SAVE_DIR/checkpoint_best.pt
+# Data-parallel runs start train.sh once per rank: rank 0 saves the checkpoints and averages them.
+RANK=0
+for ((i = 0; i < ${#EXTRA[@]}; i++)); do
+  case ${EXTRA[i]} in
+    --distributed-rank) RANK=${EXTRA[i + 1]:-0} ;;
+    --distributed-rank=*) RANK=${EXTRA[i]#*=} ;;
+  esac
+done
 if [[ $FAMILY == transformer ]]; then
   CHECKPOINT=$SAVE_DIR/checkpoint_avg.pt
-  AVERAGE=("$PYTHON" "$REPO/scripts/average_checkpoints.py" --last-epochs 10
+  [[ $RANK != 0 ]] || AVERAGE=("$PYTHON" "$REPO/scripts/average_checkpoints.py" --last-epochs 10
     --run-dir "$SAVE_DIR" --output "$CHECKPOINT")
 fi
 if [[ $PRINT_SAVE_DIR == 1 ]]; then
