@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import PACKAGE_DIR, SPLIT_SIZES, cli_env, fairseq_cli
+from helpers import PACKAGE_DIR, SPLIT_SIZES, cli_env
+from helpers import generate as generate_cli
+from helpers import train as train_cli
 
 from fairseq_mmt_adv.checkpoint_average import AveragingError, average_checkpoints
+from fairseq_mmt_adv.data.visual_features import VisualFeatureError
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -27,8 +30,7 @@ def trained(tiny_corpus, tmp_path_factory):
     """A cgru_mmt_small model trained 3 epochs (7 updates each), a checkpoint per epoch, with
     BLEU validation through fairseq's own generator."""
     save_dir = tmp_path_factory.mktemp("checkpoints")
-    log = run(
-        fairseq_cli("train"),
+    log = train_cli(
         str(tiny_corpus / "bin"),
         "--user-dir",
         PACKAGE_DIR,
@@ -48,8 +50,6 @@ def trained(tiny_corpus, tmp_path_factory):
         "3",
         "--save-dir",
         str(save_dir),
-        "--cpu",
-        "--no-progress-bar",
         "--seed",
         "2",
         "--eval-bleu",
@@ -71,8 +71,8 @@ def test_validation_bleu_runs_beam_search_on_every_valid_sentence(trained):
 
 
 def generate(corpus: Path, *extra: str) -> str:
-    return run(
-        fairseq_cli("generate"),
+    """fairseq-generate (in-process) of the test split; its output and log."""
+    return generate_cli(
         str(corpus / "bin"),
         "--user-dir",
         PACKAGE_DIR,
@@ -82,7 +82,6 @@ def generate(corpus: Path, *extra: str) -> str:
         "test",
         "--batch-size",
         "16",
-        "--cpu",
         *extra,
     )
 
@@ -193,32 +192,14 @@ def test_features_can_move_and_the_flag_overrides_the_stored_directory(
     assert f"from {tiny_corpus / 'features'}/test.npy" in stored
     assert hypotheses(overridden) == hypotheses(stored)
 
-    missing = subprocess.run(
-        [
-            fairseq_cli("generate"),
-            str(tiny_corpus / "bin"),
-            "--user-dir",
-            PACKAGE_DIR,
-            "--task",
-            "multimodal_translation",
-            "--gen-subset",
-            "test",
-            "--cpu",
-            "--path",
-            str(checkpoint),
-            "--visual-features",
-            str(tmp_path / "nowhere"),
-        ],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-    )
-    assert missing.returncode != 0
-    assert f"{tmp_path / 'nowhere'}/test.npy does not exist" in missing.stderr
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(VisualFeatureError, match=re.escape(f"{nowhere}/test.npy does not exist")):
+        generate(tiny_corpus, "--path", str(checkpoint), "--visual-features", str(nowhere))
 
 
 def test_visual_model_beats_text_only_on_the_demo_corpus(tmp_path):
-    """The demo corpus needs the image for its ambiguous nouns: ctx-mul must use it."""
+    """The demo corpus needs the image for its ambiguous nouns: ctx-mul (cGRU) and gated
+    (Transformer, 2 epochs) must use it."""
     out = tmp_path / "demo"
     run(
         sys.executable,
@@ -226,12 +207,19 @@ def test_visual_model_beats_text_only_on_the_demo_corpus(tmp_path):
         "--out",
         str(out),
         "--systems",
-        "text-only,ctx-mul",
+        "text-only,ctx-mul,gated",
         "--epochs",
         "8",
+        "--transformer-epochs",
+        "2",
     )
-    results = {r["system"]: r for r in json.loads((out / "results.json").read_text())}
-    visual, text = results["ctx-mul"], results["text-only"]
-    assert visual["bleu"] > text["bleu"] + 3, results
-    assert visual["ambiguous_accuracy"] > 85, results
+    results = json.loads((out / "results.json").read_text())
+    assert [r["system"] for r in results] == ["text-only", "ctx-mul", "gated"]  # as asked
+    results = {r["system"]: r for r in results}
+    text = results["text-only"]
+    for visual in (results["ctx-mul"], results["gated"]):
+        assert visual["bleu"] > text["bleu"] + 3, results
+        assert visual["ambiguous_accuracy"] > 85, results
     assert text["ambiguous_accuracy"] < 70, results
+    gated_log = (out / "gated" / "train.log").read_text()
+    assert "transformer_mmt_tiny" in gated_log and "epoch 002" in gated_log
