@@ -26,6 +26,7 @@ import collections
 import glob
 import os
 import pickle
+import re
 import typing
 import zipfile
 from typing import Any
@@ -88,9 +89,19 @@ def is_intact(path: str) -> bool:
         return False
 
 
+def resume_order(path: str) -> tuple:
+    """Sort key, newest training state last: epoch checkpoints (``checkpointE.pt``,
+    ``checkpointE_U.pt``) by epoch and update, after the others (``checkpoint_best.pt``...), which
+    may hold an older epoch than their file time suggests; file time breaks ties."""
+    numbers = re.fullmatch(r"checkpoint(\d+)(?:_(\d+))?\.pt", os.path.basename(path))
+    if numbers is None:
+        return (0, 0, 0, os.path.getmtime(path))
+    return (1, int(numbers[1]), int(numbers[2] or 0), os.path.getmtime(path))
+
+
 def damaged_checkpoint_error(path: str, error: Exception) -> CheckpointError:
     directory = os.path.dirname(os.path.abspath(path))
-    others = sorted(glob.glob(os.path.join(directory, "checkpoint*.pt")), key=os.path.getmtime)
+    others = sorted(glob.glob(os.path.join(directory, "checkpoint*.pt")), key=resume_order)
     intact = [p for p in reversed(others) if not os.path.samefile(p, path) and is_intact(p)]
     if intact:
         advice = f"resume from the newest intact one with --restore-file {intact[0]}"
