@@ -8,4 +8,7 @@ source "$root/scripts/activate.sh"
 cd "$root"
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
-"$venv/bin/python" -m pytest -q -p no:cacheprovider --durations=15 "$@"
+# One worker per core (PYTEST_WORKERS overrides); a test file stays on one worker, so that its
+# module fixtures (trained models) are built once.
+"$venv/bin/python" -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-auto}" --dist loadfile \
+  --durations=15 "$@"
