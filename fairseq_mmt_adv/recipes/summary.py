@@ -136,7 +136,8 @@ TABLE_NOTES = (
     "dBLEU: the ensemble's BLEU minus that of its family's baseline (vs) on the same split; p: its "
     f"two-sided p-value by paired bootstrap resampling (sacreBLEU, {N_SAMPLES} resamples, "
     "tokenized lowercased BLEU). p < 0.05: a gain unlikely to be test-set noise; the spread "
-    "over seeds is the other noise to weigh.",
+    "over seeds is the other noise to weigh. '-': a baseline itself, a run of no known system, or "
+    "no baseline output for that pair, split and beam.",
 )
 
 
