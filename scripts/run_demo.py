@@ -6,7 +6,12 @@ fairseq_mmt_adv``, decodes the test split with ``fairseq-generate`` (beam 5) and
 table: BLEU, METEOR (exact+stem unless a full METEOR 1.5 jar is given by ``METEOR_JAR``) and the
 accuracy on the scene-ambiguous words, which only the image disambiguates.
 
-    python scripts/run_demo.py [--out demo-run] [--epochs 12] [--systems text-only,ctx-mul]
+The systems come from ``fairseq_mmt_adv.systems``: the cGRU family's on ``cgru_mmt_small`` and
+three of the Transformer family's on ``transformer_mmt_tiny`` with 2 + 2 layers
+(:data:`TRAINING` holds each family's demo settings).
+
+    python scripts/run_demo.py [--out demo-run] [--epochs 12] [--transformer-epochs 3]
+        [--systems text-only,ctx-mul,gated] [--no-transformer]
 """
 
 import argparse
@@ -31,77 +36,72 @@ from fairseq_mmt_adv.scoring import parse_fairseq_generate, read_lines, score
 
 # The cGRU family's systems but the "no v" ablations of the reconstruction modes: text-only,
 # ctx-mul, mse, q-waae, g-wgan.
-SYSTEMS = [name for name in mmt_systems.names("cgru") if not name.endswith("-nov")]
+CGRU_SYSTEMS = [name for name in mmt_systems.names("cgru") if not name.endswith("-nov")]
+# The Transformer family's text-only model, its gated fusion (Wu et al., 2021) and that with q-waae.
+TRANSFORMER_SYSTEMS = ["transformer-text-only", "gated", "gated+q-waae"]
+SYSTEMS = CGRU_SYSTEMS + TRANSFORMER_SYSTEMS
 # The demo's own settings beside each system's flags: the paper's critic (1024, 512) would dwarf
 # cgru_mmt_small (hidden 128) and the CPU budget.
 DEMO_FLAGS = {"g-wgan": ["--critic-hidden", "256,128"]}
+# Each family's model size and optimization on the demo corpus (4000 sentences, batch 32). The
+# Transformer: the tiny preset with 2 + 2 layers, Adam with a short warm-up of the inverse square
+# root schedule; it learns the corpus in 2 epochs (250 updates), the gated one with the image.
+TRAINING = {
+    "cgru": ["--arch", "cgru_mmt_small", "--optimizer", "adam", "--clip-norm", "1"],
+    "transformer": [
+        *("--arch", "transformer_mmt_tiny", "--encoder-layers", "2", "--decoder-layers", "2"),
+        *("--dropout", "0.1", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)"),
+        *("--lr-scheduler", "inverse_sqrt", "--warmup-updates", "100"),
+        *("--warmup-init-lr", "1e-7", "--clip-norm", "1"),
+    ],
+}
+
+
+def family(system: str) -> str:
+    return mmt_systems.get(system).family
+
+
+def epochs_and_lr(system: str, args: argparse.Namespace) -> tuple[int, float]:
+    if family(system) == "transformer":
+        return args.transformer_epochs, args.transformer_lr
+    return args.epochs, args.lr
+
+
+def train_command(corpus: DemoCorpus, save_dir: Path, system: str, args: argparse.Namespace):
+    """fairseq-train's command line for one system of the demo."""
+    epochs, lr = epochs_and_lr(system, args)
+    return [
+        fairseq_cli("train"),
+        str(corpus.bin),
+        *task_flags(corpus),
+        *TRAINING[family(system)],
+        *("--lr", str(lr), "--batch-size", "32", "--max-epoch", str(epochs)),
+        *("--best-checkpoint-metric", "nll_loss", "--no-epoch-checkpoints"),
+        *("--save-dir", str(save_dir), "--seed", str(args.seed), "--cpu", "--no-progress-bar"),
+        *("--log-format", "simple", "--log-interval", "50"),
+        *mmt_systems.flags(system),
+        *DEMO_FLAGS.get(system, []),
+    ]
+
+
+def task_flags(corpus: DemoCorpus) -> list[str]:
+    task = ["--task", "multimodal_translation", "--visual-features", str(corpus.features)]
+    return ["--user-dir", USER_DIR, *task]
 
 
 def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.Namespace) -> dict:
     """Train one system, decode the test split, return its scores and wall time."""
     save_dir = out / system
     save_dir.mkdir(parents=True, exist_ok=True)
-    task = [
-        "--user-dir",
-        USER_DIR,
-        "--task",
-        "multimodal_translation",
-        "--visual-features",
-        str(corpus.features),
-    ]
     start = time.time()
-    run_logged(
-        [
-            fairseq_cli("train"),
-            str(corpus.bin),
-            *task,
-            "--arch",
-            "cgru_mmt_small",
-            "--optimizer",
-            "adam",
-            "--lr",
-            str(args.lr),
-            "--clip-norm",
-            "1",
-            "--batch-size",
-            "32",
-            "--max-epoch",
-            str(args.epochs),
-            "--best-checkpoint-metric",
-            "nll_loss",
-            "--no-epoch-checkpoints",
-            "--save-dir",
-            str(save_dir),
-            "--seed",
-            str(args.seed),
-            "--cpu",
-            "--no-progress-bar",
-            "--log-format",
-            "simple",
-            "--log-interval",
-            "50",
-            *mmt_systems.flags(system),
-            *DEMO_FLAGS.get(system, []),
-        ],
-        save_dir / "train.log",
-        args.threads,
-    )
+    run_logged(train_command(corpus, save_dir, system, args), save_dir / "train.log", args.threads)
     train_seconds = time.time() - start
     generated = save_dir / "generate-test.txt"
     run_logged(
         [
-            fairseq_cli("generate"),
-            str(corpus.bin),
-            *task,
-            "--gen-subset",
-            "test",
-            "--path",
-            str(save_dir / "checkpoint_best.pt"),
-            "--beam",
-            "5",
-            "--batch-size",
-            "64",
-            "--cpu",
+            *(fairseq_cli("generate"), str(corpus.bin), *task_flags(corpus)),
+            *("--gen-subset", "test", "--path", str(save_dir / "checkpoint_best.pt")),
+            *("--beam", "5", "--batch-size", "64", "--cpu"),
         ],
         generated,
         args.threads,
@@ -122,11 +122,14 @@ def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.
 
 def format_table(results: list[dict]) -> str:
     meteor_name = results[0]["meteor_name"]
-    lines = [f"{'system':<10} {'BLEU':>6} {meteor_name:>24} {'ambig. acc %':>13} {'train s':>8}"]
+    width = max(10, *(len(r["system"]) for r in results))
+    lines = [
+        f"{'system':<{width}} {'BLEU':>6} {meteor_name:>24} {'ambig. acc %':>13} {'train s':>8}"
+    ]
     for r in results:
         meteor = "n/a" if r["meteor"] is None else f"{r['meteor']:.2f}"
         lines.append(
-            f"{r['system']:<10} {r['bleu']:6.2f} {meteor:>24} "
+            f"{r['system']:<{width}} {r['bleu']:6.2f} {meteor:>24} "
             f"{r['ambiguous_accuracy']:13.1f} {r['train_seconds']:8.0f}"
         )
     return "\n".join(lines)
@@ -135,14 +138,28 @@ def format_table(results: list[dict]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("demo-run"), help="working directory")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--lr", type=float, default=0.003)
+    parser.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEMS)} (all)")
+    parser.add_argument("--no-transformer", action="store_true", help="the cGRU systems only")
+    parser.add_argument("--epochs", type=int, default=12, help="epochs of the cGRU systems")
+    parser.add_argument("--lr", type=float, default=0.003, help="learning rate of the cGRU systems")
+    parser.add_argument(
+        "--transformer-epochs", type=int, default=3, help="epochs of the Transformer systems"
+    )
+    parser.add_argument(
+        "--transformer-lr",
+        type=float,
+        default=0.002,
+        help="peak learning rate of the Transformer systems (after the warm-up)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2, help="systems trained at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     args = parser.parse_args(argv)
-    unknown = set(args.systems.split(",")) - set(SYSTEMS)
+    if args.systems and args.no_transformer:
+        parser.error("--systems and --no-transformer exclude each other: name the systems")
+    default = CGRU_SYSTEMS if args.no_transformer else SYSTEMS
+    args.systems = args.systems.split(",") if args.systems else default
+    unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}; choose from {list(SYSTEMS)}")
     return args
@@ -152,10 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     corpus = prepare_demo_corpus(args.out / "corpus", seed=args.seed, threads=args.threads)
-    systems = args.systems.split(",")
-    print(f"training {', '.join(systems)} on the demo corpus ({args.epochs} epochs each, CPU)")
+    systems = args.systems
+    print(
+        f"training {', '.join(systems)} on the demo corpus (epochs: cGRU {args.epochs}, "
+        f"Transformer {args.transformer_epochs}; CPU)"
+    )
+    # the longer Transformer runs start first, so that the jobs end close together
+    order = sorted(systems, key=lambda s: family(s) != "transformer")
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda s: train_and_decode(corpus, args.out, s, args), systems))
+        results = list(pool.map(lambda s: train_and_decode(corpus, args.out, s, args), order))
+    results.sort(key=lambda r: systems.index(r["system"]))
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
     print(f"(test split, beam 5; details in {args.out}/results.json and {args.out}/<system>/)")
