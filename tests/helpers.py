@@ -96,6 +96,12 @@ def preprocess(raw: Path, destdir: Path, *extra: str) -> None:
         preprocess_cli.main(args)
 
 
+def task_flags(corpus: Path, features: Path | str | None = None) -> list[str]:
+    """``corpus/bin`` with the plugin's task, and ``--visual-features`` when given."""
+    flags = [str(corpus / "bin"), "--user-dir", PACKAGE_DIR, "--task", "multimodal_translation"]
+    return flags + ([] if features is None else ["--visual-features", str(features)])
+
+
 def train(*argv: str) -> str:
     """``fairseq-train ARGV`` in-process on one CPU thread; returns its log."""
     forget_earlier_runs()

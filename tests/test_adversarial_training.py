@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import PACKAGE_DIR, cli_env, fairseq_cli, generate, preprocess
+from helpers import cli_env, fairseq_cli, generate, preprocess, task_flags
 from helpers import train as train_cli
 
 from fairseq_mmt_adv.demo_corpus import generate_demo_corpus
@@ -35,13 +35,7 @@ def train(corpus: Path, save_dir: Path, mode: str, *extra: str) -> str:
     if mode == "g-wgan":
         extra = ("--critic-hidden", "256,128", *extra)
     return train_cli(
-        str(corpus / "bin"),
-        "--user-dir",
-        PACKAGE_DIR,
-        "--task",
-        "multimodal_translation",
-        "--visual-features",
-        str(corpus / "features"),
+        *task_flags(corpus, corpus / "features"),
         "--arch",
         "cgru_mmt_small",
         "--criterion",
@@ -106,11 +100,7 @@ def test_mode_trains_reconstructs_and_decodes(demo, tmp_path, mode):
     assert logged(output, "valid", "recon_mse")[-1] < margin * mean_predictor_mse(demo)
 
     generated = generate(
-        str(demo / "bin"),
-        "--user-dir",
-        PACKAGE_DIR,
-        "--task",
-        "multimodal_translation",
+        *task_flags(demo),
         "--path",
         str(tmp_path / "checkpoint_best.pt"),
         "--gen-subset",

@@ -13,7 +13,6 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq_cli import interactive as interactive_cli
 from helpers import (
     FEATURE_DIM,
-    PACKAGE_DIR,
     SPLIT_SIZES,
     captured_log,
     cli_env,
@@ -21,6 +20,7 @@ from helpers import (
     generate,
     hypotheses,
     setup_task,
+    task_flags,
     train,
 )
 
@@ -30,11 +30,6 @@ from fairseq_mmt_adv.data import VisualFeatureError
 from fairseq_mmt_adv.data.visual_features import FeatureNormalizer
 
 SMALL = ["--encoder-hidden-size", "16", "--decoder-hidden-size", "16"]
-
-
-def task_flags(corpus: Path, features: Path | str | None = None) -> list[str]:
-    flags = [str(corpus / "bin"), "--user-dir", PACKAGE_DIR, "--task", "multimodal_translation"]
-    return flags + ([] if features is None else ["--visual-features", str(features)])
 
 
 def train_small(corpus: Path, save_dir: Path, *extra: str, features=None) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import PACKAGE_DIR, SPLIT_SIZES, cli_env
+from helpers import SPLIT_SIZES, cli_env, task_flags
 from helpers import generate as generate_cli
 from helpers import train as train_cli
 
@@ -31,13 +31,7 @@ def trained(tiny_corpus, tmp_path_factory):
     BLEU validation through fairseq's own generator."""
     save_dir = tmp_path_factory.mktemp("checkpoints")
     log = train_cli(
-        str(tiny_corpus / "bin"),
-        "--user-dir",
-        PACKAGE_DIR,
-        "--task",
-        "multimodal_translation",
-        "--visual-features",
-        str(tiny_corpus / "features"),
+        *task_flags(tiny_corpus, tiny_corpus / "features"),
         "--arch",
         "cgru_mmt_small",
         "--optimizer",
@@ -73,11 +67,7 @@ def test_validation_bleu_runs_beam_search_on_every_valid_sentence(trained):
 def generate(corpus: Path, *extra: str) -> str:
     """fairseq-generate (in-process) of the test split; its output and log."""
     return generate_cli(
-        str(corpus / "bin"),
-        "--user-dir",
-        PACKAGE_DIR,
-        "--task",
-        "multimodal_translation",
+        *task_flags(corpus),
         "--gen-subset",
         "test",
         "--batch-size",

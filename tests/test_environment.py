@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from helpers import FEATURE_DIM, PACKAGE_DIR, train
+from helpers import FEATURE_DIM, task_flags, train
 
 
 def test_fairseq_finds_tensorboardx():
@@ -16,13 +16,7 @@ def test_fairseq_finds_tensorboardx():
 def test_training_writes_tensorboard_logs(tiny_corpus, tmp_path):
     logdir = tmp_path / "tensorboard"
     train(
-        str(tiny_corpus / "bin"),
-        "--user-dir",
-        PACKAGE_DIR,
-        "--task",
-        "multimodal_translation",
-        "--visual-features",
-        str(tiny_corpus / "features"),
+        *task_flags(tiny_corpus, tiny_corpus / "features"),
         "--arch",
         "cgru_mmt_small",
         "--encoder-hidden-size",
