@@ -147,57 +147,28 @@ def test_interrupted_run_resumes_to_the_same_parameters(tiny_corpus, tmp_path, m
     )
 
 
+def probed_run(demo: Path, mode: str, save_dir: Path) -> list[str]:
+    """fairseq-train arguments of a cgru_mmt_small run whose criterion records checksums of
+    the model, G and D at every training forward (tests/dp_probe, $DP_PROBE_DIR)."""
+    probe = ["--user-dir", str(PROBE_DIR), "--criterion", "probed_adversarial_reconstruction"]
+    probe += ["--task", "multimodal_translation", "--visual-features", str(demo / "features")]
+    model = ["--arch", "cgru_mmt_small", "--reconstruction", mode, "--optimizer", "adam"]
+    model += ["--lr", "0.003", "--batch-size", "16", "--seed", "3", "--save-dir", str(save_dir)]
+    return [str(demo / "bin"), *probe, *model, "--cpu"]
+
+
 def train_two_ranks(demo: Path, probe_dir: Path, *extra: str) -> list[str]:
     """Two gloo ranks of the probed g-wgan run on the CPU; their outputs."""
     port = 20000 + (hash(str(probe_dir) + str(extra)) % 20000)
     env = {**cli_env(), "DP_PROBE_DIR": str(probe_dir)}
-    common = [
-        str(PROBE_DIR),
-        "--criterion",
-        "probed_adversarial_reconstruction",
-        "--cpu",
-        "--distributed-backend",
-        "gloo",
-        "--ddp-backend",
-        "legacy_ddp",
-        "--distributed-world-size",
-        "2",
-        "--distributed-no-spawn",
-        "--distributed-init-method",
-        f"tcp://127.0.0.1:{port}",
-    ]
+    distributed = ["--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp"]
+    distributed += ["--distributed-world-size", "2", "--distributed-no-spawn"]
+    distributed += ["--distributed-init-method", f"tcp://127.0.0.1:{port}"]
+    command = [fairseq_cli("train"), *probed_run(demo, "g-wgan", probe_dir / "ckpt"), *distributed]
+    command += ["--critic-iters", "2", "--disable-validation", *extra]
     ranks = [
         subprocess.Popen(
-            [
-                fairseq_cli("train"),
-                str(demo / "bin"),
-                "--user-dir",
-                *common,
-                "--distributed-rank",
-                str(rank),
-                "--task",
-                "multimodal_translation",
-                "--visual-features",
-                str(demo / "features"),
-                "--arch",
-                "cgru_mmt_small",
-                "--reconstruction",
-                "g-wgan",
-                "--critic-iters",
-                "2",
-                "--optimizer",
-                "adam",
-                "--lr",
-                "0.003",
-                "--batch-size",
-                "16",
-                "--disable-validation",
-                "--seed",
-                "3",
-                "--save-dir",
-                str(probe_dir / "ckpt"),
-                *extra,
-            ],
+            [*command, "--distributed-rank", str(rank)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -230,36 +201,8 @@ def test_data_parallel_ranks_stay_identical_across_an_interruption(demo, tmp_pat
 def test_with_update_freq_the_critic_steps_on_every_micro_batch(demo, tmp_path, monkeypatch):
     """Documented behaviour: --update-freq k gives k x critic_iters critic steps per update."""
     monkeypatch.setenv("DP_PROBE_DIR", str(tmp_path))
-    train_cli(
-        str(demo / "bin"),
-        "--user-dir",
-        str(PROBE_DIR),
-        "--criterion",
-        "probed_adversarial_reconstruction",
-        "--reconstruction",
-        "q-waae",
-        "--task",
-        "multimodal_translation",
-        "--visual-features",
-        str(demo / "features"),
-        "--arch",
-        "cgru_mmt_small",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "0.003",
-        "--batch-size",
-        "16",
-        "--update-freq",
-        "2",
-        "--max-update",
-        "3",
-        "--no-save",
-        "--seed",
-        "3",
-        "--save-dir",
-        str(tmp_path / "ckpt"),
-    )
+    updates = ["--update-freq", "2", "--max-update", "3", "--no-save"]
+    train_cli(*probed_run(demo, "q-waae", tmp_path / "ckpt"), *updates)
     records = [json.loads(line) for line in (tmp_path / "rank0.jsonl").read_text().splitlines()]
     assert len(records) == 6  # 3 updates x 2 micro-batches
     models = [tuple(r["model"]) for r in records]
