@@ -1,10 +1,11 @@
-"""Training and decoding speed of fairseq's ``lstm`` and of ``cgru_mmt`` in each mode, side by side.
+"""Training and decoding speed of fairseq's ``lstm`` and ``transformer`` and of the plugin's
+systems (``cgru_mmt`` and ``transformer_mmt_tiny`` variants), side by side.
 
-Every system runs through stock ``fairseq-train`` / ``fairseq-generate`` on the same data, machine
-and model sizes (embeddings 256, hidden 512, bidirectional encoder, attention): throughput is
+Every system runs through stock ``fairseq-train`` / ``fairseq-generate`` on the same data and
+machine, each family at one model size (``fairseq_mmt_adv.recipes.benchmarks``): throughput is
 read from fairseq's own logs (``wps`` = target tokens/s, ``ups`` = updates/s, past a warm-up
-interval), peak memory from the process (max RSS) or from CUDA. Ratios to the ``lstm`` reference
-are the headline, since absolute times on shared machines are noisy.
+interval), peak memory from the process (max RSS) or from CUDA. Ratios to the first system
+(``lstm`` by default) are the headline, since absolute times on shared machines are noisy.
 
     python scripts/benchmark.py                       # demo corpus, CPU
     python scripts/benchmark.py --data DIR --features DIR --device cuda
@@ -124,15 +125,16 @@ def format_table(rows: list[dict]) -> str:
         "out tok/sent",
     ]
     ratios = {"train": "tokens/s", "beam5": "beam 5 sent/s", "beam12": "beam 12 sent/s"}
+    width = max(15, 1 + max(len(row["system"]) for row in rows))
     lines = [
-        f"{'system':<15}"
+        f"{'system':<{width}}"
         + "".join(f"{c:>16}" for c in columns)
         + "".join(f"{name + ' x ' + reference['system']:>16}" for name in ratios)
     ]
     for row in rows:
         cells = "".join(f"{row[c]:16.1f}" for c in columns)
         cells += "".join(f"{row[c] / reference[c]:16.2f}" for c in ratios.values())
-        lines.append(f"{row['system']:<15}{cells}")
+        lines.append(f"{row['system']:<{width}}{cells}")
     baseline = next((r for r in rows if r["system"] == "cgru"), None)
     if baseline is not None:
         for row in rows:

@@ -27,6 +27,7 @@ beam search per system, and prints their N costliest operators (``torch.profiler
 """
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -187,6 +188,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--gen-subset", default="test")
     parser.add_argument("--no-decode", action="store_true", help="time training only")
+    parser.add_argument("--no-train", action="store_true", help="time decoding only")
+    parser.add_argument(
+        "--times-json", type=Path, help="write every system's seconds per round to this file"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--work-dir", type=Path, help="keep the demo corpus here")
     parser.add_argument(
@@ -199,6 +204,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if (args.data is None) != (args.features is None):
         parser.error("--data and --features go together")
+    if args.no_train and args.no_decode:
+        parser.error("--no-train and --no-decode leave nothing to time")
     if args.rounds < 2:
         parser.error("--rounds must be at least 2")
     systems = args.systems.split(",")
@@ -210,6 +217,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def time_training(systems: dict[str, System], args: argparse.Namespace) -> dict[str, list]:
+    """Paired training updates; the table and, with ``--profile``, each system's profile."""
+    first = next(iter(systems.values()))
+    train = index_batches(first, "train", args.batch_size, args.warmup + args.rounds)
+    samples = {n: [s.batch("train", b) for b in train] for n, s in systems.items()}
+    times = paired_rounds(
+        {
+            n: (lambda r, n=n: systems[n].train_update(samples[n][r % len(train)], r))
+            for n in systems
+        },
+        args.rounds,
+        args.warmup,
+    )
+    title = f"\ntraining updates, batch {args.batch_size}; {args.header}"
+    print(summarize(title, times, args.reference), flush=True)
+    for name, system in systems.items() if args.profile else ():
+        update = args.warmup + args.rounds
+        print(
+            profile_table(
+                f"\nprofile of one training update: {name}",
+                lambda s=system, x=samples[name][0], u=update: s.train_update(x, u),
+                args.profile,
+                args.device,
+            )
+        )
+    return times
+
+
+def time_decoding(systems: dict[str, System], args: argparse.Namespace) -> dict[str, list]:
+    """Paired beam searches; the table and, with ``--profile``, each system's profile."""
+    first = next(iter(systems.values()))
+    test = index_batches(first, args.gen_subset, args.decode_batch_size, 10**6)
+    samples = {n: [s.batch(args.gen_subset, b) for b in test] for n, s in systems.items()}
+    times = paired_rounds(
+        {n: (lambda r, n=n: systems[n].decode(samples[n][r % len(test)])) for n in systems},
+        args.rounds,
+        args.warmup,
+    )
+    title = (
+        f"\nbeam {args.beam} decoding, batch {args.decode_batch_size} ({args.gen_subset}); "
+        f"{args.header}"
+    )
+    print(summarize(title, times, args.reference), flush=True)
+    for name, system in systems.items() if args.profile else ():
+        print(
+            profile_table(
+                f"\nprofile of one beam search: {name}",
+                lambda s=system, x=samples[name][0]: s.decode(x),
+                args.profile,
+                args.device,
+            )
+        )
+    return times
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -218,62 +280,17 @@ def main(argv: list[str] | None = None) -> int:
         corpus = prepare_demo_corpus(work / "corpus", feature_dim=2048, threads=args.threads)
         args.data, args.features = corpus.bin, corpus.features
     systems = {name: System(name, args) for name in args.systems.split(",")}
-    first = next(iter(systems.values()))
-    header = (
+    args.header = (
         f"{args.device}, {args.threads} threads, {args.rounds} rounds after "
         f"{args.warmup} warm-up, data {args.data}"
     )
-
-    train = index_batches(first, "train", args.batch_size, args.warmup + args.rounds)
-    train_samples = {n: [s.batch("train", b) for b in train] for n, s in systems.items()}
-    times = paired_rounds(
-        {
-            n: (lambda r, n=n: systems[n].train_update(train_samples[n][r % len(train)], r))
-            for n in systems
-        },
-        args.rounds,
-        args.warmup,
-    )
-    print(
-        summarize(f"\ntraining updates, batch {args.batch_size}; {header}", times, args.reference),
-        flush=True,
-    )
-    for name, system in systems.items() if args.profile else ():
-        update = args.warmup + args.rounds
-        print(
-            profile_table(
-                f"\nprofile of one training update: {name}",
-                lambda s=system, x=train_samples[name][0], u=update: s.train_update(x, u),
-                args.profile,
-                args.device,
-            )
-        )
-    if args.no_decode:
-        return 0
-    test = index_batches(first, args.gen_subset, args.decode_batch_size, 10**6)
-    test_samples = {n: [s.batch(args.gen_subset, b) for b in test] for n, s in systems.items()}
-    times = paired_rounds(
-        {n: (lambda r, n=n: systems[n].decode(test_samples[n][r % len(test)])) for n in systems},
-        args.rounds,
-        args.warmup,
-    )
-    print(
-        summarize(
-            f"\nbeam {args.beam} decoding, batch {args.decode_batch_size} "
-            f"({args.gen_subset}); {header}",
-            times,
-            args.reference,
-        )
-    )
-    for name, system in systems.items() if args.profile else ():
-        print(
-            profile_table(
-                f"\nprofile of one beam search: {name}",
-                lambda s=system, x=test_samples[name][0]: s.decode(x),
-                args.profile,
-                args.device,
-            )
-        )
+    times = {}
+    if not args.no_train:
+        times["training"] = time_training(systems, args)
+    if not args.no_decode:
+        times[f"beam {args.beam}"] = time_decoding(systems, args)
+    if args.times_json:
+        args.times_json.write_text(json.dumps(times, indent=1) + "\n")
     return 0
 
 

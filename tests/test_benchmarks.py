@@ -1,5 +1,6 @@
 """The benchmark scripts: their arithmetic, and a short real run of the paired one."""
 
+import json
 import re
 import subprocess
 import sys
@@ -62,7 +63,8 @@ def test_benchmark_table_takes_medians_and_ratios_to_the_first_system():
     assert lines[-1] == "overhead per update of cgru+mse vs cgru: +25.0%"
 
 
-def test_paired_benchmark_trains_and_decodes_every_system(tiny_corpus):
+def test_paired_benchmark_trains_and_decodes_every_system(tiny_corpus, tmp_path):
+    names = "lstm,cgru-reference,cgru,cgru+q-waae,cgru+g-wgan,transformer,gated+q-waae"
     done = subprocess.run(
         [
             sys.executable,
@@ -72,7 +74,7 @@ def test_paired_benchmark_trains_and_decodes_every_system(tiny_corpus):
             "--features",
             str(tiny_corpus / "features"),
             "--systems",
-            "lstm,cgru-reference,cgru,cgru+q-waae,cgru+g-wgan,transformer,gated+q-waae",
+            names,
             "--rounds",
             "2",
             "--warmup",
@@ -87,12 +89,19 @@ def test_paired_benchmark_trains_and_decodes_every_system(tiny_corpus):
             "4",
             "--profile",
             "5",
+            "--times-json",
+            str(tmp_path / "times.json"),
         ],
         capture_output=True,
         text=True,
         env=cli_env(),
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    times = json.loads((tmp_path / "times.json").read_text())
+    assert list(times) == ["training", "beam 3"]
+    for work in times.values():
+        assert list(work) == names.split(",")
+        assert all(len(seconds) == 2 and min(seconds) > 0 for seconds in work.values())
     for system in ("lstm", "cgru", "cgru+g-wgan", "transformer", "gated+q-waae"):
         for work in ("training update", "beam search"):
             profile = done.stdout.split(f"profile of one {work}: {system}\n")[1]
@@ -155,6 +164,7 @@ def test_transformer_systems_are_those_of_systems_py(system, fusion, criterion, 
         (["--rounds", "1"], "at least 2"),
         (["--data", "x"], "go together"),
         (["--systems", "cgru"], "not among --systems"),
+        (["--no-train", "--no-decode"], "nothing to time"),
     ],
 )
 def test_paired_benchmark_rejects_bad_flags(flags, message, capsys):
