@@ -68,7 +68,8 @@ def wgan_gp_terms(
     largest of the critic (2560 x 1024 for G-WGAN), and ``grad_x D`` is the gradient at that
     pre-activation times the layer's weight. The interpolated pre-activation enters the graph
     as a leaf: the rest of D depends on it only through ReLU masks, whose derivative is zero.
-    The penalty and its parameter gradients are those of the textbook form (tested).
+    A linear D needs no gradient at all: ``grad_x D`` is its weight. The penalty and its
+    parameter gradients are those of the textbook form (tested).
     """
     first, rest = critic.net[0], critic.net[1:]
     rows = x_a.size(0)
@@ -77,6 +78,9 @@ def wgan_gp_terms(
     both = torch.cat([critic.inputs(x_a, condition), critic.inputs(x_b, condition)])
     pre_activation = first(both).view(2, rows, -1)
     scores = rest(pre_activation).squeeze(-1)
+    if len(rest) == 0:  # a linear D (Q-WAAE's default): grad_x D is its weight, for every row
+        grad_x = first.weight[:, : critic.input_dim].expand(rows, -1)
+        return scores[0], scores[1], (grad_x.norm(2, dim=-1) - 1) ** 2
     with torch.enable_grad():
         pre_hat = (eps * pre_activation[0] + (1 - eps) * pre_activation[1]).detach()
         pre_hat.requires_grad_(True)
