@@ -84,25 +84,33 @@ def parse(name: str) -> object:
     return options.parse_args_and_arch(options.get_training_parser(), argv)
 
 
+def benchmarked_system(name: str) -> systems.System:
+    """The system of systems.py behind a benchmark name (``cgru+q-waae`` -> ``q-waae``)."""
+    if name.startswith("cgru"):
+        return systems.get(name.split("+")[1] if "+" in name else "baseline")
+    return systems.get(name)
+
+
 @pytest.mark.parametrize("name", list(benchmarks.SYSTEMS))
 def test_benchmark_systems_parse_as_fairseq_train_flags(name: str) -> None:
     args = parse(name)
     assert (args.optimizer, args.lr, args.clip_norm) == ("adam", [4e-4], 1.0)
-    if name == "lstm":
+    if name in ("lstm", "transformer"):  # fairseq's stock models, the families' references
         assert (args.task, args.arch, args.criterion) == (
             "translation",
-            "lstm",
+            name,
             "label_smoothed_cross_entropy",
         )
         return
+    system = benchmarked_system(name)
+    arch = {"cgru": "cgru_mmt", "transformer": "transformer_mmt_tiny"}[system.family]
     assert (args.task, args.visual_features, args.arch) == (
         "multimodal_translation",
         "features",
-        "cgru_mmt",
+        arch,
     )
-    mode = name.removeprefix("cgru+") if "+" in name else None
-    assert getattr(args, "reconstruction", None) == mode
-    assert args.visual_fusion == systems.get(mode or "baseline").fusion
+    assert getattr(args, "reconstruction", None) == system.reconstruction
+    assert args.visual_fusion == system.fusion
     reference = getattr(args, "cgru_implementation", None) == "reference"
     assert reference == (name == "cgru-reference")
 
