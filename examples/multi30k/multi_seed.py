@@ -23,8 +23,6 @@ with ``--reuse`` a complete output already there is scored again instead of deco
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import math
 import os
@@ -36,30 +34,15 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load_scoring() -> ModuleType:
-    """``fairseq_mmt_adv.scoring``, by path from this checkout when it is there: the module stands
-    alone, while importing the package would load fairseq and torch (seconds, and not needed)."""
-    path = REPO / "fairseq_mmt_adv" / "scoring.py"
-    if not path.is_file():
-        return importlib.import_module("fairseq_mmt_adv.scoring")
-    spec = importlib.util.spec_from_file_location("fairseq_mmt_adv_scoring", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-_scoring = _load_scoring()
-ScoringError = _scoring.ScoringError
-parse_fairseq_generate = _scoring.parse_fairseq_generate
-read_lines = _scoring.read_lines
-score = _scoring.score
+try:  # the package's scoring imports neither fairseq nor torch
+    from fairseq_mmt_adv.scoring import ScoringError, parse_fairseq_generate, read_lines, score
+except ImportError:  # a Python without the plugin installed, run from this checkout
+    sys.path.insert(0, str(REPO))
+    from fairseq_mmt_adv.scoring import ScoringError, parse_fairseq_generate, read_lines, score
 
 METRICS = ("BLEU", "METEOR")
 ENSEMBLE = "ensemble"
