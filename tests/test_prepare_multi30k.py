@@ -272,10 +272,9 @@ def test_bad_multi30k_leaves_no_out_directory(tmp_path: Path) -> None:
     assert not (tmp_path / "data-bin").exists()
 
 
-def test_missing_feature_file_fails_clearly(prepared: dict, tmp_path: Path) -> None:
-    features = tmp_path / "features"
-    shutil.copytree(prepared["features"], features)
-    (features / "test_2018_flickr.npy").unlink()
+def link_features_again(prepared: dict, tmp_path: Path, features: Path):
+    """A copy of the prepared output without its feature links, prepared again with
+    ``--features``; the copy and the script's result."""
     out = tmp_path / "out"
     shutil.copytree(prepared["out"], out, symlinks=True)
     for stale in out.glob("*.npy"):
@@ -283,6 +282,14 @@ def test_missing_feature_file_fails_clearly(prepared: dict, tmp_path: Path) -> N
     proc = run_script(
         "--multi30k", prepared["m30k"], "--out", out, "--bpe-merges", "50", "--features", features
     )
+    return out, proc
+
+
+def test_missing_feature_file_fails_clearly(prepared: dict, tmp_path: Path) -> None:
+    features = tmp_path / "features"
+    shutil.copytree(prepared["features"], features)
+    (features / "test_2018_flickr.npy").unlink()
+    out, proc = link_features_again(prepared, tmp_path, features)
     assert proc.returncode != 0
     assert f"missing feature file {features / 'test_2018_flickr.npy'}" in proc.stderr
     assert "fairseq split test3" in proc.stderr
@@ -362,13 +369,7 @@ def test_bad_feature_file_fails_by_the_tasks_rules(prepared: dict, tmp_path: Pat
     values = np.load(bad)
     values[3, 2] = np.nan
     np.save(bad, values)
-    out = tmp_path / "out"
-    shutil.copytree(prepared["out"], out, symlinks=True)
-    for stale in out.glob("*.npy"):
-        stale.unlink()
-    proc = run_script(
-        "--multi30k", prepared["m30k"], "--out", out, "--bpe-merges", "50", "--features", features
-    )
+    out, proc = link_features_again(prepared, tmp_path, features)
     assert proc.returncode != 0
     assert proc.stderr.startswith(f"prepare-multi30k: error: visual feature file {bad}: row 3")
     assert not list(out.glob("*.npy*"))
