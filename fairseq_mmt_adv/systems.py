@@ -38,6 +38,8 @@ import shlex
 import sys
 from dataclasses import dataclass
 
+from fairseq_mmt_adv.command_line import report_errors
+
 RECONSTRUCTIONS = ("mse", "q-waae", "g-wgan")
 ADVERSARIAL = ("q-waae", "g-wgan")
 FUSIONS = {"cgru": ("ctx-mul", "none"), "transformer": ("gated", "selective-attn", "none")}
@@ -248,15 +250,19 @@ def main(argv: list[str] | None = None) -> int:
         print(describe())
         return 0
     weights = {key: getattr(args, key) for key in FLAG_OF}
-    try:
-        if args.shell:
-            print(shell_settings(args.system, args.label_smoothing, **weights))
-        else:
-            print("\n".join(flags(args.system, args.label_smoothing, **weights)))
-    except SystemSpecError as err:
-        print(f"{args.prog}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    if args.shell:
+        return report_errors(
+            args.prog,
+            SystemSpecError,
+            lambda: print(shell_settings(args.system, args.label_smoothing, **weights)),
+            status=2,
+        )
+    return report_errors(
+        args.prog,
+        SystemSpecError,
+        lambda: print("\n".join(flags(args.system, args.label_smoothing, **weights))),
+        status=2,
+    )
 
 
 if __name__ == "__main__":

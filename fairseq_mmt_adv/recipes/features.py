@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fairseq_mmt_adv.command_line import report_errors
+
 PROG = "python -m fairseq_mmt_adv.recipes.features"
 
 
@@ -114,12 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give the files as SOURCE TARGET ROWS triples")
     from fairseq_mmt_adv.data.visual_features import VisualFeatureError
 
-    try:
-        link_features([tuple(args.jobs[i : i + 3]) for i in range(0, len(args.jobs), 3)])
-    except VisualFeatureError as err:
-        print(f"{args.prog}: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    jobs = [tuple(args.jobs[i : i + 3]) for i in range(0, len(args.jobs), 3)]
+    return report_errors(args.prog, VisualFeatureError, lambda: link_features(jobs))
 
 
 if __name__ == "__main__":

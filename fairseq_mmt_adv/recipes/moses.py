@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from multiprocessing import Pool
 from pathlib import Path
 
+from fairseq_mmt_adv.command_line import report_errors
+
 PROG = "python -m fairseq_mmt_adv.recipes.moses"
 
 
@@ -74,12 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args.jobs) % 3:
         parser.error("give the files as IN.gz OUT LANG triples")
     jobs = [tuple(args.jobs[i : i + 3]) for i in range(0, len(args.jobs), 3)]
-    try:
-        tokenize_files(jobs, args.lowercase, args.workers)
-    except MosesError as err:
-        print(f"{args.prog}: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return report_errors(
+        args.prog, MosesError, lambda: tokenize_files(jobs, args.lowercase, args.workers)
+    )
 
 
 if __name__ == "__main__":
