@@ -11,19 +11,17 @@ the last input's; the optimizer state is left out, so the result decodes but doe
 Imports torch, not fairseq (``scripts/average_checkpoints.py`` is the command).
 """
 
-import re
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-import fairseq_mmt_adv.checkpoint_compat  # noqa: F401  (lets torch >= 2.6 load fairseq checkpoints)
+from fairseq_mmt_adv.checkpoint_compat import EPOCH_CHECKPOINT  # and torch >= 2.6 loads fairseq's
 
 # The configuration sections that make two checkpoints different systems.
 COMPARED_SECTIONS = ("model", "criterion")
 # fairseq's name of the checkpoint saved at the end of epoch N.
-EPOCH_CHECKPOINT = re.compile(r"checkpoint([0-9]+)[.]pt")
 
 
 class AveragingError(ValueError):
@@ -106,7 +104,7 @@ def last_epoch_checkpoints(run_dir: Path, n: int) -> list[Path]:
     epochs = sorted(
         (int(match[1]), path)
         for path in Path(run_dir).iterdir()
-        if (match := EPOCH_CHECKPOINT.fullmatch(path.name))
+        if (match := EPOCH_CHECKPOINT.fullmatch(path.name)) and match[2] is None
     )
     if not epochs:
         raise AveragingError(

@@ -89,11 +89,15 @@ def is_intact(path: str) -> bool:
         return False
 
 
+# fairseq's end-of-epoch (checkpointE.pt) and mid-epoch (checkpointE_U.pt) checkpoint names
+EPOCH_CHECKPOINT = re.compile(r"checkpoint(\d+)(?:_(\d+))?\.pt")
+
+
 def resume_order(path: str) -> tuple:
     """Sort key, newest training state last: epoch checkpoints (``checkpointE.pt``,
     ``checkpointE_U.pt``) by epoch and update, after the others (``checkpoint_best.pt``...), which
     may hold an older epoch than their file time suggests; file time breaks ties."""
-    numbers = re.fullmatch(r"checkpoint(\d+)(?:_(\d+))?\.pt", os.path.basename(path))
+    numbers = EPOCH_CHECKPOINT.fullmatch(os.path.basename(path))
     if numbers is None:
         return (0, 0, 0, os.path.getmtime(path))
     return (1, int(numbers[1]), int(numbers[2] or 0), os.path.getmtime(path))
