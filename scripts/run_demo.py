@@ -11,7 +11,7 @@ three of the Transformer family's on ``transformer_mmt_tiny`` with 2 + 2 layers
 (:data:`TRAINING` holds each family's demo settings).
 
     python scripts/run_demo.py [--out demo-run] [--epochs 12] [--transformer-epochs 3]
-        [--systems text-only,ctx-mul,gated] [--no-transformer]
+        [--systems text-only,ctx-mul,gated] [--no-transformer] [--train-sentences 4000]
 """
 
 import argparse
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from fairseq_mmt_adv import demo_translation
 from fairseq_mmt_adv import systems as mmt_systems
-from fairseq_mmt_adv.demo_corpus import ambiguous_word_accuracy
+from fairseq_mmt_adv.demo_corpus import DEFAULT_SIZES, ambiguous_word_accuracy
 from fairseq_mmt_adv.recipes.fairseq_steps import (
     USER_DIR,
     DemoCorpus,
@@ -151,10 +151,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.002,
         help="peak learning rate of the Transformer systems (after the warm-up)",
     )
+    parser.add_argument(
+        "--train-sentences",
+        type=int,
+        default=DEFAULT_SIZES["train"],
+        help="training sentences of the generated corpus (fewer: a quicker, rougher demo)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2, help="systems trained at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     args = parser.parse_args(argv)
+    if args.train_sentences < 1:
+        parser.error("--train-sentences must be at least 1")
     if args.systems and args.no_transformer:
         parser.error("--systems and --no-transformer exclude each other: name the systems")
     default = CGRU_SYSTEMS if args.no_transformer else SYSTEMS
@@ -168,7 +176,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    corpus = prepare_demo_corpus(args.out / "corpus", seed=args.seed, threads=args.threads)
+    sizes = {"train": args.train_sentences}
+    corpus = prepare_demo_corpus(args.out / "corpus", args.seed, threads=args.threads, sizes=sizes)
     systems = args.systems
     print(
         f"training {', '.join(systems)} on the demo corpus (epochs: cGRU {args.epochs}, "

@@ -17,6 +17,10 @@ from helpers import train as train_cli
 from fairseq_mmt_adv.demo_corpus import generate_demo_corpus
 
 MODES = ["mse", "q-waae", "g-wgan"]
+# Epochs of the learning test. Measured (seed 7), valid recon_mse / the mean predictor's after
+# each epoch: mse 0.67, 0.52; q-waae 0.95, 0.82, 0.71; g-wgan, whose generator learns from the
+# critic alone (lambda_r = 0, Algorithm 1), 1.51, 1.46, 1.27, 1.21, 1.14, 1.05, 0.99, 0.88.
+EPOCHS_TO_BEAT_THE_MEAN = {"mse": 2, "q-waae": 3, "g-wgan": 8}
 PROBE_DIR = Path(__file__).resolve().parent / "dp_probe"
 
 
@@ -83,8 +87,7 @@ def mean_predictor_mse(corpus: Path) -> float:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_mode_trains_reconstructs_and_decodes(demo, tmp_path, mode):
-    # g-wgan's generator learns from the critic alone (lambda_r = 0, Algorithm 1): slower
-    epochs = "8" if mode == "g-wgan" else "4"
+    epochs = str(EPOCHS_TO_BEAT_THE_MEAN[mode])
     output = train(demo, tmp_path, mode, "--max-epoch", epochs, "--no-epoch-checkpoints")
     (tmp_path / "train.log").write_text(output)
     for key in ("loss", "nll_loss", "recon_mse"):
