@@ -1,10 +1,16 @@
-"""Shared fixtures (the helpers live in ``helpers.py``): a tiny binarized corpus with features."""
+"""Shared fixtures (the helpers live in ``helpers.py``): a tiny binarized corpus with features.
+With ``SUITE_PROFILE=FILE`` set, each test's wall and CPU time goes to FILE
+(``suite_profile.py``)."""
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import preprocess, write_tiny_corpus
+
+if os.environ.get("SUITE_PROFILE"):
+    from suite_profile import pytest_runtest_protocol  # noqa: F401 (a hook)
 
 # Two torch threads on a 2-core machine shared with other processes oversubscribe badly.
 torch.set_num_threads(1)
