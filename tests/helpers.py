@@ -25,6 +25,10 @@ PACKAGE_DIR = os.path.dirname(fairseq_mmt_adv.__file__)
 BIN_DIR = Path(sys.executable).parent
 SPLIT_SIZES = {"train": 100, "valid": 37, "test": 61}  # not multiples of 8 on purpose
 FEATURE_DIM = 16
+# In-process runs load their batches in the test's process, as fairseq's own tests/utils.py
+# does: a DataLoader worker process, fairseq's default, is shut down when its iterator is
+# collected, and that waits up to 5 s (torch's MP_STATUS_CHECK_INTERVAL) for each iterator.
+IN_PROCESS = ("--cpu", "--num-workers", "0")
 
 
 def fairseq_cli(name: str) -> str:
@@ -106,7 +110,7 @@ def train(*argv: str) -> str:
     """``fairseq-train ARGV`` in-process on one CPU thread; returns its log."""
     forget_earlier_runs()
     parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [*argv, "--cpu", "--no-progress-bar"])
+    args = options.parse_args_and_arch(parser, [*argv, *IN_PROCESS, "--no-progress-bar"])
     cfg = convert_namespace_to_omegaconf(args)
     with captured_log() as log, single_thread():
         train_cli.main(cfg)
@@ -125,7 +129,7 @@ def forget_earlier_runs() -> None:
 def generate(*argv: str) -> str:
     """``fairseq-generate ARGV`` in-process; returns its output (H-, S-, ... lines) and log."""
     parser = options.get_generation_parser()
-    args = options.parse_args_and_arch(parser, [*argv, "--cpu"])
+    args = options.parse_args_and_arch(parser, [*argv, *IN_PROCESS])
     out = io.StringIO()
     with captured_log() as log, single_thread():
         generate_cli._main(convert_namespace_to_omegaconf(args), out)
