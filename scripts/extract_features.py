@@ -183,7 +183,7 @@ def open_output(
 # Command line
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -215,6 +215,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="FOR TESTS AND DEBUGGING ONLY: seeded random weights, meaningless features",
     )
+    add_run_options(parser)
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """How the extraction runs: batches, device, workers, output dtype, resuming."""
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
     parser.add_argument(
         "--device",
@@ -245,6 +251,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help="debugging: stop after this many rows, leaving a resumable partial",
     )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.weights is not None and args.random_weights:
         parser.error("--weights and --random-weights exclude each other")
@@ -262,12 +272,7 @@ def extract(args: argparse.Namespace) -> None:
         raise ExtractionError(f"{args.out} exists; pass --overwrite to replace it")
     names, split_sha256 = read_split(args.split_file)
     paths = image_paths(args.images, names, args.split_file)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        raise ExtractionError(f"bad --device {args.device!r}: {err}") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ExtractionError(f"--device {args.device}: CUDA is not available here")
+    device = resolve_device(args.device)
     if args.random_weights:
         print(
             "WARNING: --random-weights: features of a randomly initialised ResNet-50, for "
@@ -294,8 +299,36 @@ def extract(args: argparse.Namespace) -> None:
         num_workers=args.workers,
         pin_memory=device.type == "cuda",
     )
-    partial, progress = side_files(args.out)
     model.to(device)
+    row = extract_rows(model, loader, array, paths, start, fingerprint, args, device)
+    del array
+    if row < len(paths):
+        print(
+            f"stopped after row {row} of {len(paths)} (--max-rows); run again to continue",
+            file=sys.stderr,
+        )
+        return
+    partial, progress = side_files(args.out)
+    write_description(args.out, description)  # before OUT: OUT never lacks its description
+    os.replace(partial, args.out)
+    progress.unlink()
+    print(f"wrote {args.out}: {shape} {args.dtype}", file=sys.stderr)
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ExtractionError(f"bad --device {name!r}: {err}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ExtractionError(f"--device {name}: CUDA is not available here")
+    return device
+
+
+def extract_rows(model, loader, array, paths, start, fingerprint, args, device) -> int:
+    """Write the loader's batches into ``array`` from row ``start``, recording the progress
+    after each; the row reached."""
+    _, progress = side_files(args.out)
     row = start
     with torch.inference_mode(), tqdm(total=len(paths), initial=start, unit="img") as bar:
         for images, errors in loader:
@@ -304,7 +337,7 @@ def extract(args: argparse.Namespace) -> None:
                 more = f" (and {len(failed) - 1} more in this batch)" if len(failed) > 1 else ""
                 raise ExtractionError(failed[0] + more)
             features = forward_features(model, images.to(device, non_blocking=True), args.layer)
-            batch = features.float().cpu().numpy().astype(dtype)
+            batch = features.float().cpu().numpy().astype(array.dtype)
             if not np.isfinite(batch).all():
                 raise ExtractionError(
                     f"non-finite {args.dtype} features for the images of rows "
@@ -316,17 +349,7 @@ def extract(args: argparse.Namespace) -> None:
             row += len(batch)
             write_progress(progress, fingerprint, row)
             bar.update(len(batch))
-    del array
-    if row < len(paths):
-        print(
-            f"stopped after row {row} of {len(paths)} (--max-rows); run again to continue",
-            file=sys.stderr,
-        )
-        return
-    write_description(args.out, description)  # before OUT: OUT never lacks its description
-    os.replace(partial, args.out)
-    progress.unlink()
-    print(f"wrote {args.out}: {shape} {args.dtype}", file=sys.stderr)
+    return row
 
 
 def main(argv: list[str] | None = None) -> None:
