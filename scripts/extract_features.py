@@ -300,7 +300,8 @@ def extract(args: argparse.Namespace) -> None:
         pin_memory=device.type == "cuda",
     )
     model.to(device)
-    row = extract_rows(model, loader, array, paths, start, fingerprint, args, device)
+    partial, progress = side_files(args.out)
+    row = extract_rows(model, loader, array, paths, start, fingerprint, progress, args, device)
     del array
     if row < len(paths):
         print(
@@ -308,7 +309,6 @@ def extract(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
         return
-    partial, progress = side_files(args.out)
     write_description(args.out, description)  # before OUT: OUT never lacks its description
     os.replace(partial, args.out)
     progress.unlink()
@@ -325,10 +325,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def extract_rows(model, loader, array, paths, start, fingerprint, args, device) -> int:
+def extract_rows(model, loader, array, paths, start, fingerprint, progress, args, device) -> int:
     """Write the loader's batches into ``array`` from row ``start``, recording the progress
     after each; the row reached."""
-    _, progress = side_files(args.out)
     row = start
     with torch.inference_mode(), tqdm(total=len(paths), initial=start, unit="img") as bar:
         for images, errors in loader:
