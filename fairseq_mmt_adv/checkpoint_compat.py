@@ -131,14 +131,30 @@ def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
 
 
 def read_task_state(path: str) -> dict[str, Any]:
-    """The task state stored in a checkpoint, read without loading its tensors into memory."""
+    """The task state stored in a checkpoint, read without loading the model's tensors.
+
+    The file is memory-mapped, so the task state's tensors are copied out of it: fairseq-train
+    overwrites ``checkpoint_last.pt`` in place, and a tensor still mapped from it would then
+    read the new file's bytes (a resumed run's feature statistics turned to garbage that way).
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         if is_intact(path):
             raise
         raise damaged_checkpoint_error(path, error) from error
-    return state.get("task_state", {})
+    return copied_out(state.get("task_state", {}))
+
+
+def copied_out(value):
+    """``value`` with every tensor in it (in dicts, lists and tuples) cloned into memory."""
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {key: copied_out(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(copied_out(item) for item in value)
+    return value
 
 
 checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu

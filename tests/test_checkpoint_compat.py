@@ -2,6 +2,7 @@
 
 import argparse
 import filecmp
+import io
 import shutil
 import subprocess
 import sys
@@ -62,3 +63,26 @@ def test_a_new_cgru_checkpoint_needs_no_allow_listed_type(tiny_corpus, tmp_path)
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert done.stdout.split() == ["dict", "cgru_mmt_small"]
+
+
+def test_the_task_state_read_stays_when_the_checkpoint_is_overwritten_in_place(tmp_path):
+    # fairseq-train copies checkpointN.pt over the checkpoint_last.pt a run resumed from
+    from fairseq_mmt_adv.checkpoint_compat import read_task_state
+
+    def saved(sign: float) -> bytes:
+        stats = (sign * torch.arange(64, dtype=torch.float32), torch.ones(64))
+        buffer = io.BytesIO()
+        torch.save(
+            {"model": {"w": torch.full((256,), sign)}, "task_state": {"stats": stats}}, buffer
+        )
+        return buffer.getvalue()
+
+    path = tmp_path / "checkpoint_last.pt"
+    path.write_bytes(saved(1.0))
+    state = read_task_state(str(path))
+    newer = saved(-1.0)
+    assert len(newer) == path.stat().st_size
+    with open(path, "r+b") as f:  # the same inode, as fairseq's PathManager.copy writes it
+        f.write(newer)
+    torch.testing.assert_close(state["stats"][0], torch.arange(64, dtype=torch.float32))
+    torch.testing.assert_close(state["stats"][1], torch.ones(64))
