@@ -94,7 +94,8 @@ def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.
     save_dir = out / system
     save_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    run_logged(train_command(corpus, save_dir, system, args), save_dir / "train.log", args.threads)
+    command = train_command(corpus, save_dir, system, args)
+    run_logged(command, save_dir / "train.log", args.threads, preloaded=True)
     train_seconds = time.time() - start
     generated = save_dir / "generate-test.txt"
     run_logged(
@@ -105,6 +106,7 @@ def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.
         ],
         generated,
         args.threads,
+        preloaded=True,
     )
     hypotheses, _ = parse_fairseq_generate(generated)
     references = read_lines(corpus.root / "raw" / "test.de")
@@ -177,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     sizes = {"train": args.train_sentences}
-    corpus = prepare_demo_corpus(args.out / "corpus", args.seed, threads=args.threads, sizes=sizes)
+    corpus = prepare_demo_corpus(
+        args.out / "corpus", args.seed, threads=args.threads, sizes=sizes, preloaded=True
+    )
     systems = args.systems
     print(
         f"training {', '.join(systems)} on the demo corpus (epochs: cGRU {args.epochs}, "

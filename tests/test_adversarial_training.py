@@ -5,16 +5,17 @@ in sync."""
 import json
 import math
 import re
-import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import cli_env, fairseq_cli, generate, preprocess, task_flags
+from helpers import fairseq_cli, generate, preprocess, task_flags
 from helpers import train as train_cli
 
 from fairseq_mmt_adv.demo_corpus import generate_demo_corpus
+from fairseq_mmt_adv.recipes.fairseq_steps import run_logged
 
 MODES = ["mse", "q-waae", "g-wgan"]
 # Epochs of the learning test. Measured (seed 7), valid recon_mse / the mean predictor's after
@@ -163,35 +164,32 @@ def probed_run(demo: Path, mode: str, save_dir: Path) -> list[str]:
     return [str(demo / "bin"), *probe, *model, "--cpu"]
 
 
-def train_two_ranks(demo: Path, probe_dir: Path, *extra: str) -> list[str]:
-    """Two gloo ranks of the probed g-wgan run on the CPU; their outputs."""
-    port = 20000 + (hash(str(probe_dir) + str(extra)) % 20000)
-    env = {**cli_env(), "DP_PROBE_DIR": str(probe_dir)}
+def train_two_ranks(demo: Path, probe_dir: Path, name: str, *extra: str) -> list[str]:
+    """Two gloo ranks of the probed g-wgan run on the CPU, each a fairseq-train forked from a
+    process that imported fairseq (``run_logged(preloaded=True)``); their logs, NAME.rankR.log."""
+    port = 20000 + (hash(str(probe_dir) + name) % 20000)
     distributed = ["--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp"]
     distributed += ["--distributed-world-size", "2", "--distributed-no-spawn"]
     distributed += ["--distributed-init-method", f"tcp://127.0.0.1:{port}"]
     command = [fairseq_cli("train"), *probed_run(demo, "g-wgan", probe_dir / "ckpt"), *distributed]
     command += ["--critic-iters", "2", "--disable-validation", *extra]
-    ranks = [
-        subprocess.Popen(
-            [*command, "--distributed-rank", str(rank)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        for rank in (0, 1)
-    ]
-    outputs = [rank.communicate(timeout=300)[0] for rank in ranks]
-    assert all(rank.returncode == 0 for rank in ranks), outputs[0][-2000:] + outputs[1][-2000:]
-    return outputs
+    logs = [probe_dir / f"{name}.rank{rank}.log" for rank in (0, 1)]
+
+    def rank(r: int) -> None:  # a failing rank raises StepError with its log's tail
+        run_logged([*command, "--distributed-rank", str(r)], logs[r], threads=1, preloaded=True)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(rank, r) for r in (0, 1)]:
+            done.result(timeout=300)
+    return [log.read_text() for log in logs]
 
 
-def test_data_parallel_ranks_stay_identical_across_an_interruption(demo, tmp_path):
+def test_data_parallel_ranks_stay_identical_across_an_interruption(demo, tmp_path, monkeypatch):
     """Ranks keep model, G and D in sync, also after resuming: rank 0 reads the checkpoint and
     broadcasts it, which torch >= 2.6 unpickles with its weights-only loader on rank 1."""
-    train_two_ranks(demo, tmp_path, "--max-update", "4")
-    resumed = train_two_ranks(demo, tmp_path, "--max-update", "8")
+    monkeypatch.setenv("DP_PROBE_DIR", str(tmp_path))
+    train_two_ranks(demo, tmp_path, "first", "--max-update", "4")
+    resumed = train_two_ranks(demo, tmp_path, "resumed", "--max-update", "8")
     assert "Loaded checkpoint" in resumed[0]  # rank 0 logs; rank 1 logs warnings only
     records = [
         [json.loads(line) for line in (tmp_path / f"rank{r}.jsonl").read_text().splitlines()]

@@ -194,7 +194,7 @@ def test_visual_model_beats_text_only_on_the_demo_corpus(tmp_path):
     two families') cannot. On 1200 of the demo's 4000 training sentences, the cGRU at twice the
     demo's learning rate; one job, one thread: the test suite's other worker has the other core."""
     out = tmp_path / "demo"
-    run(
+    output = run(
         sys.executable,
         str(SCRIPTS / "run_demo.py"),
         *("--out", str(out), "--systems", "transformer-text-only,ctx-mul,gated"),
@@ -212,6 +212,13 @@ def test_visual_model_beats_text_only_on_the_demo_corpus(tmp_path):
     assert len((out / "corpus" / "raw" / "train.en").read_text().splitlines()) == 1200
     gated_log = (out / "gated" / "train.log").read_text()
     assert "transformer_mmt_tiny" in gated_log and "epoch 003" in gated_log
+    # the steps ran forked from one process that imported fairseq (recipes.preloaded): each log
+    # reads as the console script's, and nothing of multiprocessing's is left behind
+    assert re.search(
+        r"^\d{4}-\d\d-\d\d [\d:]{8} \| INFO \| fairseq_cli\.train \| ", gated_log, re.M
+    )
+    assert "has already been imported" in gated_log
+    assert "leaked" not in output, output[-3000:]
 
 
 def test_the_demo_refuses_an_empty_training_corpus(capsys):

@@ -10,7 +10,7 @@ from fairseq import options
 
 from fairseq_mmt_adv import systems
 from fairseq_mmt_adv.models.cgru_mmt import CGRUMMTConfig
-from fairseq_mmt_adv.recipes import benchmarks, fairseq_steps
+from fairseq_mmt_adv.recipes import benchmarks, fairseq_steps, preloaded
 
 
 def test_run_logged_writes_the_log_and_limits_threads(tmp_path: Path) -> None:
@@ -30,6 +30,42 @@ def test_run_logged_fails_with_the_logs_tail(tmp_path: Path) -> None:
     assert message.startswith(f"{Path(sys.executable).name} -c failed with exit status 7")
     assert f"(log: {log})" in message
     assert message.endswith("line 48\nline 49\n") and "line 47" not in message
+
+
+def test_a_preloaded_fairseq_cli_runs_forked_as_its_console_script(tmp_path: Path) -> None:
+    help_log, error_log = tmp_path / "help.log", tmp_path / "error.log"
+    usage = fairseq_steps.run_logged(
+        [fairseq_steps.fairseq_cli("preprocess"), "--help"], help_log, threads=1, preloaded=True
+    )
+    assert help_log.read_text().startswith("usage: fairseq-preprocess")
+    assert usage.seconds > 0 and usage.peak_mib > 1
+    train = [fairseq_steps.fairseq_cli("train"), "--arch", "no_such_arch"]
+    with pytest.raises(fairseq_steps.StepError) as error:
+        fairseq_steps.run_logged(train, error_log, preloaded=True)
+    assert str(error.value).startswith("fairseq-train --arch failed with exit status 2")
+    assert "invalid choice: 'no_such_arch'" in error_log.read_text()  # argparse's message
+
+
+def test_a_command_past_its_timeout_is_killed(tmp_path: Path) -> None:
+    sleeper = [sys.executable, "-c", "import time; print('waiting', flush=True); time.sleep(60)"]
+    with pytest.raises(fairseq_steps.StepError, match="-c was killed after 0.5 s") as error:
+        fairseq_steps.run_logged(sleeper, tmp_path / "sleep.log", timeout=0.5)
+    assert str(error.value).endswith("waiting\n")
+    # a lone rank of two waits for the other: forked, it is killed too
+    lone = [fairseq_steps.fairseq_cli("train"), str(tmp_path), "--arch", "lstm", "--cpu"]
+    lone += ["--distributed-no-spawn"]
+    lone += ["--distributed-world-size", "2", "--distributed-rank", "0"]
+    lone += ["--distributed-backend", "gloo", "--distributed-init-method", "tcp://127.0.0.1:29533"]
+    with pytest.raises(fairseq_steps.StepError, match="was killed after 8 s"):
+        fairseq_steps.run_logged(lone, tmp_path / "rank0.log", preloaded=True, timeout=8)
+
+
+def test_only_this_environments_fairseq_clis_run_preloaded() -> None:
+    bin_dir = Path(fairseq_steps.fairseq_cli("train")).parent
+    assert preloaded.handles([str(bin_dir / "fairseq-generate"), "data"], bin_dir)
+    assert not preloaded.handles(["/elsewhere/bin/fairseq-generate", "data"], bin_dir)
+    assert not preloaded.handles([str(bin_dir / "fairseq-interactive")], bin_dir)
+    assert not preloaded.handles([sys.executable, "-c", "pass"], bin_dir)
 
 
 # fairseq-preprocess's part that prepare_demo_corpus relies on: --destdir gets the dictionaries
