@@ -1,19 +1,17 @@
 """Shared fixtures (the helpers live in ``helpers.py``): a tiny binarized corpus with features.
 With ``SUITE_PROFILE=FILE`` set, each test's wall and CPU time goes to FILE
-(``suite_profile.py``)."""
+(``suite_profile.py``).
+
+torch and fairseq are imported where they are used, not here: pytest-xdist's controller loads
+this file too, and runs no test."""
 
 import os
 from pathlib import Path
 
 import pytest
-import torch
-from helpers import preprocess, write_tiny_corpus
 
 if os.environ.get("SUITE_PROFILE"):
     from suite_profile import pytest_runtest_protocol  # noqa: F401 (a hook)
-
-# Two torch threads on a 2-core machine shared with other processes oversubscribe badly.
-torch.set_num_threads(1)
 
 
 def pytest_configure(config) -> None:
@@ -21,6 +19,10 @@ def pytest_configure(config) -> None:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
+    import torch
+
+    # Two torch threads on a 2-core machine shared with other processes oversubscribe badly.
+    torch.set_num_threads(1)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA")
@@ -32,6 +34,8 @@ def pytest_collection_modifyitems(config, items) -> None:
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """``root/bin`` (binarized en-de) and ``root/features/{split}.npy``."""
+    from helpers import preprocess, write_tiny_corpus
+
     root = tmp_path_factory.mktemp("tiny")
     write_tiny_corpus(root)
     preprocess(root, root / "bin")

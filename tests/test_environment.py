@@ -1,16 +1,13 @@
 """What the set-up installs works out of the box: fairseq's --tensorboard-logdir."""
 
-import subprocess
-import sys
-
 from helpers import FEATURE_DIM, task_flags, train
 
 
 def test_fairseq_finds_tensorboardx():
-    done = subprocess.run(
-        [sys.executable, "-c", "import fairseq.tasks"], capture_output=True, text=True, check=True
-    )
-    assert "Please install tensorboardX" not in done.stdout + done.stderr
+    # fairseq logs "Please install tensorboardX" at import when this import fails
+    from fairseq.tasks import text_to_speech
+
+    assert text_to_speech.SummaryWriter is not None
 
 
 def test_training_writes_tensorboard_logs(tiny_corpus, tmp_path):
