@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fairseq_mmt_adv.recipes import significance, summary, training_log
-from fairseq_mmt_adv.scoring import ScoringError
+from fairseq_mmt_adv.scoring import ScoringError, tok_lc_bleu
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,6 +98,33 @@ def test_paired_bootstrap_of_files_names_a_file_of_another_split(tmp_path: Path)
     short = fairseq_output(tmp_path / "short.txt", GARBAGE[:39])
     with pytest.raises(ScoringError, match=f"{short} has 39 hypotheses but {references} has 40"):
         significance.paired_bootstrap_files(good, short, references)
+
+
+def test_bootstrap_interval_brackets_the_bleu() -> None:
+    result = significance.bootstrap_interval(MIDDLING, REFERENCES)
+    assert result.bleu == pytest.approx(tok_lc_bleu().corpus_score(MIDDLING, [REFERENCES]).score)
+    assert 0 < result.half_width < 30
+    assert result.mean - result.half_width < result.bleu < result.mean + result.half_width
+    perfect = significance.bootstrap_interval(REFERENCES, REFERENCES)
+    assert [perfect.bleu, perfect.mean, perfect.half_width] == pytest.approx([100, 100, 0])
+    with pytest.raises(ScoringError, match="39 hypotheses but references has 40"):
+        significance.bootstrap_interval(MIDDLING[:39], REFERENCES)
+
+
+def test_significance_command_line(tmp_path: Path, capsys) -> None:
+    references = tmp_path / "test.de"
+    references.write_text("\n".join(REFERENCES) + "\n")
+    middling = fairseq_output(tmp_path / "middling.txt", MIDDLING)
+    garbage = fairseq_output(tmp_path / "garbage.txt", GARBAGE)
+    assert significance.main(["interval", str(middling), "--references", str(references)]) == 0
+    interval = significance.bootstrap_interval(MIDDLING, REFERENCES)
+    assert capsys.readouterr().out.startswith(f"BLEU {interval.bleu:.2f}, bootstrap mean ")
+    significance.main(["paired", str(garbage), str(middling), "--references", str(references)])
+    paired = significance.paired_bootstrap(GARBAGE, MIDDLING, REFERENCES)
+    assert capsys.readouterr().out.startswith(
+        f"baseline {paired.baseline_bleu:.2f}, system {paired.system_bleu:.2f}, difference "
+        f"{paired.difference:+.2f}, p = {paired.p_value:.4f}"
+    )
 
 
 def results_tree(root: Path) -> Path:

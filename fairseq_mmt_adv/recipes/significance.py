@@ -17,10 +17,20 @@ observed difference of 0 is no evidence of a difference: its p-value is 1.
 
 Seeds are a second source of noise that this test does not see: ``fairseq_mmt_adv.recipes.summary``
 prints it beside the p-value as mean +- std over seeds.
+
+``bootstrap_interval`` is the one-system form: the 95 % confidence interval of a BLEU over the
+same resamples, to tell whether a published figure lies within a run's test-set noise.
+
+    python -m fairseq_mmt_adv.recipes.significance interval OUT --references REF
+    python -m fairseq_mmt_adv.recipes.significance paired BASELINE_OUT SYSTEM_OUT --references REF
+
+(OUT: fairseq-generate outputs, decoded with ``--remove-bpe``; REF: tokenized references.)
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,3 +98,59 @@ def paired_bootstrap_files(
     for path, hyps in outputs.items():
         check_count(str(path), len(hyps), str(references), len(refs))
     return paired_bootstrap(outputs[baseline], outputs[system], refs, n_samples)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A BLEU, and the mean and 95 % confidence half-width of its bootstrap resamples."""
+
+    bleu: float
+    mean: float
+    half_width: float
+    signature: str
+
+    def __str__(self) -> str:
+        low, high = self.mean - self.half_width, self.mean + self.half_width
+        return (
+            f"BLEU {self.bleu:.2f}, bootstrap mean {self.mean:.2f} +- {self.half_width:.2f} "
+            f"(95 % interval {low:.2f}-{high:.2f}; {self.signature})"
+        )
+
+
+def bootstrap_interval(
+    hyps: Sequence[str], references: Sequence[str], n_samples: int = N_SAMPLES
+) -> Interval:
+    """The BLEU of ``hyps`` (tokenized, BPE removed) and its 95 % bootstrap interval, from
+    sacreBLEU's resampling (seed ``SACREBLEU_SEED``, 12345 unless set)."""
+    check_count("hypotheses", len(hyps), "references", len(references))
+    bleu = tok_lc_bleu()
+    score = bleu.corpus_score(list(hyps), [list(references)], n_bootstrap=n_samples)
+    return Interval(score.score, score._mean, score._ci, str(bleu.get_signature()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fairseq_mmt_adv.recipes.significance")
+    commands = parser.add_subparsers(dest="command", required=True)
+    interval = commands.add_parser("interval", help="a BLEU and its 95 %% bootstrap interval")
+    interval.add_argument("output", help="fairseq-generate output (--remove-bpe)")
+    paired = commands.add_parser("paired", help="the p-value of a system's BLEU difference")
+    paired.add_argument("baseline", help="the baseline's fairseq-generate output")
+    paired.add_argument("system", help="the system's fairseq-generate output")
+    for command in (interval, paired):
+        command.add_argument("--references", required=True, help="tokenized references")
+        command.add_argument("--samples", type=int, default=N_SAMPLES, help="bootstrap resamples")
+    args = parser.parse_args(argv)
+    if args.command == "interval":
+        refs = read_lines(args.references)
+        print(bootstrap_interval(hypotheses(args.output), refs, args.samples))
+        return 0
+    result = paired_bootstrap_files(args.baseline, args.system, args.references, args.samples)
+    print(
+        f"baseline {result.baseline_bleu:.2f}, system {result.system_bleu:.2f}, difference "
+        f"{result.difference:+.2f}, p = {result.p_value:.4f} ({result.signature})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
