@@ -5,11 +5,15 @@ imports the package (``--user-dir``), or fairseq is loaded already, importing it
 ``multimodal_translation`` task, the ``cgru_mmt`` and ``transformer_mmt`` architectures and the
 ``adversarial_reconstruction`` criterion, and lets torch >= 2.6 load fairseq checkpoints. The
 tools (``fairseq_mmt_adv.scoring``, ``fairseq_mmt_adv.demo_corpus``, feature extraction) import
-without fairseq; ``register()`` registers everything explicitly. ``from fairseq_mmt_adv import
-MultimodalTranslator`` translates new captions with their images (``fairseq-mmt-translate`` from
-the shell); it loads fairseq when first asked for.
+without fairseq; when one of them came first, fairseq's ``--user-dir`` still registers the plugin
+(:func:`register_with_user_dir`), and ``register()`` registers everything explicitly.
+``from fairseq_mmt_adv import MultimodalTranslator`` translates new captions with their images
+(``fairseq-mmt-translate`` from the shell); it loads fairseq when first asked for.
 """
 
+import importlib.abc
+import importlib.util
+import os
 import sys
 
 __version__ = "0.1.0"
@@ -20,8 +24,53 @@ def register() -> None:
     from fairseq_mmt_adv import checkpoint_compat, criterions, models, tasks  # noqa: F401
 
 
+class AfterImport(importlib.abc.MetaPathFinder):
+    """Calls ``then()`` right after ``module`` is first imported, once.
+
+    Installed for fairseq when a tool imported this package before fairseq, to call
+    :func:`register_with_user_dir` once fairseq has loaded."""
+
+    def __init__(self, module: str, then) -> None:
+        self.module, self.then = module, then
+
+    def find_spec(self, name, path, target=None):
+        if name != self.module:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            execute = spec.loader.exec_module
+
+            def execute_then(module) -> None:
+                execute(module)
+                self.then()
+
+            spec.loader.exec_module = execute_then
+        return spec
+
+
+def register_with_user_dir() -> None:
+    """Make fairseq's ``--user-dir`` register the plugin although a tool imported the package
+    before fairseq: fairseq finds it imported already and only says so. Called once fairseq has
+    loaded; registering then and there could meet the plugin's own modules half-imported."""
+    from fairseq import utils
+
+    imports = utils.import_user_module
+    package = os.path.realpath(os.path.dirname(__file__))
+
+    def import_user_module(args) -> None:
+        imports(args)
+        user_dir = getattr(args, "user_dir", None)
+        if user_dir and os.path.realpath(user_dir) == package:
+            register()
+
+    utils.import_user_module = import_user_module
+
+
 if "fairseq" in sys.modules:
     register()
+else:
+    sys.meta_path.insert(0, AfterImport("fairseq", register_with_user_dir))
 
 
 def __getattr__(name: str):

@@ -2,6 +2,7 @@
 benchmark systems."""
 
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,7 @@ def test_only_this_environments_fairseq_clis_run_preloaded() -> None:
 # (the real one runs in tests/test_end_to_end.py's demo run; here the steps around it are tested)
 FAKE_PREPROCESS = """\
 import sys
+import types
 from pathlib import Path
 args = sys.argv[1:]
 destdir = Path(args[args.index("--destdir") + 1])
@@ -107,12 +109,15 @@ def test_prepare_demo_corpus_binarizes_once_per_setting(tmp_path: Path, monkeypa
     assert not (corpus.root / "bin.partial").exists()
 
 
-def test_environment_names_the_versions_and_the_device() -> None:
+def test_environment_names_the_versions_and_the_device(monkeypatch) -> None:
     import fairseq
     import torch
 
     line = fairseq_steps.environment()
     assert line.startswith(f"torch {torch.__version__} | fairseq {fairseq.__version__} | device ")
+    # a module that no installed distribution lists: its __version__
+    monkeypatch.setitem(sys.modules, "not_installed", types.SimpleNamespace(__version__="1.2"))
+    assert fairseq_steps.installed_version("not_installed") == "1.2"
 
 
 def parse(name: str) -> object:

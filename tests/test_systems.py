@@ -1,5 +1,6 @@
 """fairseq_mmt_adv.systems: the systems defined once (flags, weights, run names, shell form)."""
 
+import argparse
 import dataclasses
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pytest
 from fairseq import options
 from helpers import PACKAGE_DIR
 
+import fairseq_mmt_adv
 from fairseq_mmt_adv import systems
 from fairseq_mmt_adv.criterions.adversarial_reconstruction import (
     DEFAULT_LAMBDA_R,
@@ -185,3 +187,35 @@ def test_the_command_line_lists_and_reports_errors_under_the_callers_name() -> N
     assert bad.stderr == (
         "train.sh: error: q-waae has no noise (--noise-dim is for g-wgan): drop --noise-dim\n"
     )
+
+
+def test_a_module_imported_later_calls_back_once_loaded(tmp_path, monkeypatch) -> None:
+    """The hook that registers the plugin when fairseq loads after a tool imported it."""
+    (tmp_path / "later_module.py").write_text("LOADED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    hook = fairseq_mmt_adv.AfterImport(
+        "later_module", lambda: seen.append(sys.modules["later_module"].LOADED)
+    )
+    monkeypatch.setattr(sys, "meta_path", [hook, *sys.meta_path])
+    monkeypatch.delitem(sys.modules, "later_module", raising=False)
+    import later_module  # noqa: F401
+
+    assert seen == [True] and hook not in sys.meta_path  # after the module ran, once
+    monkeypatch.delitem(sys.modules, "later_module")
+    import later_module  # noqa: F401, F811
+
+    assert seen == [True]
+
+
+def test_user_dir_registers_the_plugin_that_a_tool_imported_first(monkeypatch) -> None:
+    from fairseq import utils
+
+    calls, registered = [], []
+    monkeypatch.setattr(utils, "import_user_module", lambda args: calls.append(args.user_dir))
+    monkeypatch.setattr(fairseq_mmt_adv, "register", lambda: registered.append(True))
+    fairseq_mmt_adv.register_with_user_dir()
+    utils.import_user_module(argparse.Namespace(user_dir="/elsewhere/plugin"))
+    assert calls == ["/elsewhere/plugin"] and registered == []  # fairseq's, for another plugin
+    utils.import_user_module(argparse.Namespace(user_dir=str(PACKAGE_DIR) + "/"))
+    assert registered == [True]

@@ -154,6 +154,7 @@ system_settings() {  # system_settings [--label-smoothing X]: SYSTEM_FLAGS etc. 
 system_settings
 # The family's model, optimization, checkpoints and the checkpoint that decoding uses.
 AVERAGE=()
+LABEL_SMOOTHING=""  # the family's, set below
 case $FAMILY in
   cgru)  # the paper's (section 5.1), early stopping on validation BLEU
     ARCH=${ARCH:-cgru_mmt}
@@ -163,7 +164,7 @@ case $FAMILY in
     EPOCH_CHECKPOINTS=(--no-epoch-checkpoints)
     ;;
   transformer)  # Wu et al. (2021): 8000 updates, the last 10 epochs averaged
-    system_settings --label-smoothing 0.1
+    LABEL_SMOOTHING=0.1
     ARCH=${ARCH:-transformer_mmt_tiny}
     OPTIMIZATION=(--share-all-embeddings --optimizer adam --adam-betas '(0.9, 0.98)'
       --clip-norm 0.0 --lr 0.005 --lr-scheduler inverse_sqrt --warmup-updates 2000
@@ -196,6 +197,9 @@ if [[ $PRINT_CHECKPOINT == 1 ]]; then
   printf '%s\n' "$CHECKPOINT"
   exit 0
 fi
+# the family's label smoothing changes the flags only (not the run's name): asked for here, after
+# the --print-* answers, which need no second call
+[[ -z ${LABEL_SMOOTHING:-} ]] || system_settings --label-smoothing "$LABEL_SMOOTHING"
 
 # --share-all-embeddings needs one dictionary for both languages (prepare-multi30k.sh
 # --joined-dictionary); fairseq-train would stop on separate ones only after loading the data.

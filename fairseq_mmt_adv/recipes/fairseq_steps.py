@@ -15,6 +15,7 @@ Nothing here imports fairseq or torch at import time.
 """
 
 import argparse
+import importlib
 import os
 import shutil
 import signal
@@ -150,11 +151,20 @@ def prepare_demo_corpus(
 
 def environment() -> str:
     """``torch X | fairseq Y | device Z`` (Z: the CUDA device's name, else cpu)."""
-    import fairseq
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    return f"torch {torch.__version__} | fairseq {fairseq.__version__} | device {device}"
+    return f"torch {torch.__version__} | fairseq {installed_version('fairseq')} | device {device}"
+
+
+def installed_version(module: str) -> str:
+    """The version of the distribution that installs ``module``, read from its metadata rather
+    than by importing it (fairseq's import takes seconds), else the module's __version__."""
+    from importlib import metadata
+
+    for distribution in metadata.packages_distributions().get(module, []):
+        return metadata.version(distribution)
+    return importlib.import_module(module).__version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
