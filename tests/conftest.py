@@ -18,8 +18,25 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped without one)")
 
 
+# The files that take longest, longest first (CPU seconds, `python tests/suite_profile.py FILE`
+# after a SUITE_PROFILE=FILE run): pytest-xdist hands out whole files (--dist loadfile) in
+# collection order, so these start first and the two workers end close together.
+LONGEST_FILES = [
+    "test_end_to_end.py",
+    "test_adversarial_training.py",
+    "test_prepare_multi30k.py",
+    "test_benchmarks.py",
+    "test_recipes.py",
+    "test_translator.py",
+    "test_bad_input.py",
+]
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     import torch
+
+    first = {name: rank for rank, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))  # stable within a file
 
     # Two torch threads on a 2-core machine shared with other processes oversubscribe badly.
     torch.set_num_threads(1)

@@ -63,40 +63,20 @@ def test_benchmark_table_takes_medians_and_ratios_to_the_first_system():
     assert lines[-1] == "overhead per update of cgru+mse vs cgru: +25.0%"
 
 
-def test_paired_benchmark_trains_and_decodes_every_system(tiny_corpus, tmp_path):
+def test_paired_benchmark_trains_and_decodes_every_system(tiny_corpus, tmp_path, capsys):
+    """The script's main() in-process, as fairseq's tests run its CLIs (one thread, as here)."""
     names = "lstm,cgru-reference,cgru,cgru+q-waae,cgru+g-wgan,transformer,gated+q-waae"
-    done = subprocess.run(
+    status = benchmark_paired.main(
         [
-            sys.executable,
-            str(SCRIPTS / "benchmark_paired.py"),
-            "--data",
-            str(tiny_corpus / "bin"),
-            "--features",
-            str(tiny_corpus / "features"),
-            "--systems",
-            names,
-            "--rounds",
-            "2",
-            "--warmup",
-            "1",
-            "--batch-size",
-            "8",
-            "--decode-batch-size",
-            "8",
-            "--beam",
-            "3",
-            "--decode-length",
-            "4",
-            "--profile",
-            "5",
-            "--times-json",
-            str(tmp_path / "times.json"),
-        ],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
+            *("--data", str(tiny_corpus / "bin"), "--features", str(tiny_corpus / "features")),
+            *("--systems", names, "--rounds", "2", "--warmup", "1", "--threads", "1"),
+            *("--batch-size", "8", "--decode-batch-size", "8", "--beam", "3"),
+            *("--decode-length", "4", "--profile", "5"),
+            *("--times-json", str(tmp_path / "times.json")),
+        ]
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert status == 0
+    stdout = capsys.readouterr().out
     times = json.loads((tmp_path / "times.json").read_text())
     assert list(times) == ["training", "beam 3"]
     for work in times.values():
@@ -104,9 +84,9 @@ def test_paired_benchmark_trains_and_decodes_every_system(tiny_corpus, tmp_path)
         assert all(len(seconds) == 2 and min(seconds) > 0 for seconds in work.values())
     for system in ("lstm", "cgru", "cgru+g-wgan", "transformer", "gated+q-waae"):
         for work in ("training update", "beam search"):
-            profile = done.stdout.split(f"profile of one {work}: {system}\n")[1]
+            profile = stdout.split(f"profile of one {work}: {system}\n")[1]
             assert re.search(r"^\s+aten::\w+", profile, re.M), profile  # an operator table
-    sections = re.sub(r"\nprofile of one .*?(?=\n\n|\Z)", "", done.stdout, flags=re.S)
+    sections = re.sub(r"\nprofile of one .*?(?=\n\n|\Z)", "", stdout, flags=re.S)
     sections = sections.split("\nbeam 3 decoding")
     assert len(sections) == 2 and sections[0].strip().startswith("training updates, batch 8")
     for section in sections:

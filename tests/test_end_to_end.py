@@ -18,6 +18,9 @@ from fairseq_mmt_adv.data.visual_features import VisualFeatureError
 from fairseq_mmt_adv.demo_corpus import DEFAULT_SIZES
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import average_checkpoints as average_script  # noqa: E402
 
 
 def run(*command: str) -> str:
@@ -105,14 +108,8 @@ def test_ensemble_of_two_checkpoints_decodes(tiny_corpus, trained):
 def test_averaged_checkpoint_is_the_mean_model_and_decodes(tiny_corpus, trained, tmp_path):
     inputs = [trained / f"checkpoint{epoch}.pt" for epoch in (1, 2, 3)]
     output = tmp_path / "checkpoint_avg.pt"
-    run(
-        sys.executable,
-        str(SCRIPTS / "average_checkpoints.py"),
-        "--inputs",
-        *map(str, inputs),
-        "--output",
-        str(output),
-    )
+    # the script's main() in-process, as fairseq's tests run its CLIs
+    assert average_script.main(["--inputs", *map(str, inputs), "--output", str(output)]) == 0
     models = [torch.load(path, map_location="cpu", weights_only=False)["model"] for path in inputs]
     averaged = torch.load(output, map_location="cpu")  # the plugin's safe globals suffice
     assert "last_optimizer_state" not in averaged
@@ -124,28 +121,17 @@ def test_averaged_checkpoint_is_the_mean_model_and_decodes(tiny_corpus, trained,
     assert hypotheses(decoded) == list(range(SPLIT_SIZES["test"]))
 
 
-def test_averaging_refuses_checkpoints_of_other_shapes(trained, tmp_path):
+def test_averaging_refuses_checkpoints_of_other_shapes(trained, tmp_path, capsys):
     state = torch.load(trained / "checkpoint1.pt", map_location="cpu", weights_only=False)
     name = next(iter(state["model"]))
     state["model"][name] = state["model"][name][:1]
     other = tmp_path / "other.pt"
     torch.save(state, other)
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPTS / "average_checkpoints.py"),
-            "--inputs",
-            str(other),
-            str(trained / "checkpoint2.pt"),
-            "--output",
-            str(tmp_path / "avg.pt"),
-        ],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-    )
-    assert done.returncode != 0
-    assert f"{name} is " in done.stderr and str(other) in done.stderr
+    argv = ["--inputs", str(other), str(trained / "checkpoint2.pt")]
+    assert average_script.main([*argv, "--output", str(tmp_path / "avg.pt")]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("average_checkpoints: error: ")
+    assert f"{name} is " in stderr and str(other) in stderr
     assert not (tmp_path / "avg.pt").exists()
 
 
@@ -222,7 +208,6 @@ def test_visual_model_beats_text_only_on_the_demo_corpus(tmp_path):
 
 
 def test_the_demo_refuses_an_empty_training_corpus(capsys):
-    sys.path.insert(0, str(SCRIPTS))
     import run_demo
 
     with pytest.raises(SystemExit):
