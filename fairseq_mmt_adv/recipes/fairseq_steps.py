@@ -84,7 +84,8 @@ def run_logged(
     if returncode != 0:
         lines = log.read_text(errors="replace").splitlines(keepends=True)[-tail:]
         name = " ".join([Path(command[0]).name, *command[1:2]])
-        ending = f"was killed after {timeout} s" if returncode == KILLED else "failed"
+        killed = timeout is not None and returncode == KILLED
+        ending = f"was killed after {timeout} s" if killed else "failed"
         raise StepError(
             f"{name} {ending} with exit status {returncode} (log: {log}):\n{''.join(lines)}"
         )
