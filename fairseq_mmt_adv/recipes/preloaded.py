@@ -8,7 +8,9 @@ command in a child forked from it: the console script's own entry point (``cli_m
 argument list, its output in the log file and its exit status. Only the start differs.
 
 :func:`run` is what :func:`fairseq_mmt_adv.recipes.fairseq_steps.run_logged` calls with
-``preloaded=True`` for the commands in :data:`ENTRY_POINTS`.
+``preloaded=True`` for the commands in :data:`ENTRY_POINTS`. Its users run on the CPU (the demo,
+the data-parallel test): a CUDA child of a forked process works only if the server never
+initialized CUDA, which has not been checked on a GPU.
 """
 
 import importlib
