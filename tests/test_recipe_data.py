@@ -94,6 +94,18 @@ def test_the_link_command_names_the_calling_script(tmp_path: Path) -> None:
     assert done.stderr.startswith(f"prep: error: visual feature file {jobs[2][0]} has 5 rows")
 
 
+def test_linking_checks_the_files_without_torch(tmp_path: Path) -> None:
+    # the checks are numpy's (fairseq_mmt_adv.feature_files): prepare-multi30k.sh pays no torch
+    argv = [str(item) for job in write_features(tmp_path) for item in job]
+    code = (
+        "import sys; from fairseq_mmt_adv.recipes import features; "
+        "assert features.main(['link', *sys.argv[1:]]) == 0; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code, *argv], check=True, cwd=REPO)
+    assert os.readlink(tmp_path / "train.npy") == str(tmp_path / "src" / "train.npy")
+
+
 def test_random_features_follow_the_split_table(tmp_path: Path) -> None:
     table = tmp_path / "splits.tsv"
     table.write_text("split\tmulti30k\tsentences\ntrain\ttrain\t7\ntest1\ttest_2017_flickr\t3\n")

@@ -1,63 +1,25 @@
-"""Image features aligned with the sentences of a split: loading, validation, normalization.
+"""Image features aligned with the sentences of a split: loading and normalization.
 
-A split ``{split}`` of the ``multimodal_translation`` task reads ``DIR/{split}.npy``: a float16 or
-float32 array of shape ``(N, D)`` (pooled features, e.g. ResNet-50 pool5, D = 2048) or
-``(N, K, D)`` (spatial features, e.g. res4f, K = 196, D = 1024). Row ``i`` belongs to sentence
-``i`` of the split. The file is memory-mapped: only the rows of a batch are read.
+A split ``{split}`` of the ``multimodal_translation`` task reads ``DIR/{split}.npy``, checked by
+:func:`fairseq_mmt_adv.feature_files.checked_feature_file` (what a usable file is: float16 or
+float32, ``(N, D)`` pooled or ``(N, K, D)`` spatial, row ``i`` for sentence ``i``). The file is
+memory-mapped: only the rows of a batch are read.
 """
-
-import os
 
 import numpy as np
 import torch
 
+from fairseq_mmt_adv.feature_files import (  # noqa: F401 (the task's and the tests' names)
+    CHUNK_ROWS,
+    VisualFeatureError,
+    check_finite,
+    checked_feature_file,
+    describe_shape,
+    feature_path,
+    open_feature_file,
+)
+
 NORMALIZATIONS = ("none", "l2", "standardize")
-_CHUNK_ROWS = 4096
-
-
-class VisualFeatureError(ValueError):
-    """A feature file that cannot be used as it is; the message names the file and the fix."""
-
-
-def feature_path(features_dir: str, split: str) -> str:
-    return os.path.join(features_dir, f"{split}.npy")
-
-
-def open_feature_file(path: str) -> np.ndarray:
-    """Memory-map a feature file, checking that it exists and has a usable dtype and rank."""
-    if not os.path.isfile(path):
-        raise VisualFeatureError(
-            f"visual feature file {path} does not exist: every split needs DIR/<split>.npy "
-            "with one row per sentence (give the directory with --visual-features)"
-        )
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise VisualFeatureError(f"cannot read visual feature file {path} as .npy: {err}") from err
-    if array.dtype not in (np.float16, np.float32):
-        raise VisualFeatureError(
-            f"visual feature file {path} has dtype {array.dtype}; expected float16 or float32 "
-            "(convert it with numpy: np.save(path, a.astype(np.float32)))"
-        )
-    if array.ndim not in (2, 3):
-        raise VisualFeatureError(
-            f"visual feature file {path} has shape {array.shape}; expected (N, D) pooled or "
-            "(N, K, D) spatial features, one row per sentence"
-        )
-    return array
-
-
-def check_finite(array: np.ndarray, path: str) -> None:
-    """Raise on the first row holding NaN or inf (scanned in chunks, the file stays mapped)."""
-    for start in range(0, len(array), _CHUNK_ROWS):
-        chunk = np.asarray(array[start : start + _CHUNK_ROWS])
-        finite = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
-        if not finite.all():
-            row = start + int(np.flatnonzero(~finite)[0])
-            raise VisualFeatureError(
-                f"visual feature file {path}: row {row} (sentence {row}) holds NaN or inf; "
-                "re-extract the features of that image"
-            )
 
 
 def feature_statistics(array: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,23 +28,14 @@ def feature_statistics(array: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     total = np.zeros(dim, dtype=np.float64)
     total_sq = np.zeros(dim, dtype=np.float64)
     count = 0
-    for start in range(0, len(array), _CHUNK_ROWS):
-        chunk = np.asarray(array[start : start + _CHUNK_ROWS], dtype=np.float64).reshape(-1, dim)
+    for start in range(0, len(array), CHUNK_ROWS):
+        chunk = np.asarray(array[start : start + CHUNK_ROWS], dtype=np.float64).reshape(-1, dim)
         total += chunk.sum(axis=0)
         total_sq += np.square(chunk).sum(axis=0)
         count += len(chunk)
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
     return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
-
-
-def describe_shape(shape) -> str:
-    """A feature row's shape in words: pooled (D) or spatial (K regions of D)."""
-    if shape is None:
-        return "unknown shape"
-    if len(shape) == 1:
-        return f"pooled (D={shape[0]})"
-    return f"spatial (K={shape[0]} regions of D={shape[-1]})"
 
 
 class FeatureNormalizer:
@@ -144,26 +97,7 @@ class VisualFeatureDataset(torch.utils.data.Dataset):
         shuffle_seed: int | None = None,
     ) -> None:
         self.path = path
-        self.array = open_feature_file(path)
-        if len(self.array) != num_sentences:
-            raise VisualFeatureError(
-                f"visual feature file {path} has {len(self.array)} rows but the split has "
-                f"{num_sentences} sentences; row i must hold the image feature of sentence i "
-                "(extract the features in the order of the split's image list)"
-            )
-        if expected_dim is not None and self.dim != expected_dim:
-            raise VisualFeatureError(
-                f"visual feature file {path} has feature size D={self.dim} but {expected_dim} is "
-                "expected (the size of the train split's features, which the model is built "
-                "for); use features from the same extractor and layer for every split"
-            )
-        if expected_shape is not None and list(self.shape) != list(expected_shape):
-            raise VisualFeatureError(
-                f"visual feature file {path} holds {describe_shape(self.shape)} features but the "
-                f"model was trained on {describe_shape(expected_shape)} ones; use features of "
-                "the same extractor and layer as for training"
-            )
-        check_finite(self.array, path)
+        self.array = checked_feature_file(path, num_sentences, expected_dim, expected_shape)
         self.row_of_sentence: np.ndarray | None = None
         if shuffle_seed is not None:
             self.row_of_sentence = np.random.RandomState(shuffle_seed).permutation(num_sentences)

@@ -2,10 +2,11 @@
 check.
 
 * :func:`link_features` (``scripts/prepare-multi30k.sh --features``): each split's file is
-  checked by the task's own rules (``VisualFeatureDataset``: a readable ``.npy`` of float16 or
-  float32, shape ``(N, D)`` or ``(N, K, D)``, one row per sentence, every value finite) and by the
-  train split's row shape, then linked as ``OUT/{split}.npy``; a float64 file is converted to a
-  float32 copy instead (and that copy checked). Nothing is linked unless every file passes.
+  checked by the task's own rules (``fairseq_mmt_adv.feature_files.checked_feature_file``: a
+  readable ``.npy`` of float16 or float32, shape ``(N, D)`` or ``(N, K, D)``, one row per
+  sentence, every value finite) and by the train split's row shape, then linked as
+  ``OUT/{split}.npy``; a float64 file is converted to a float32 copy instead (and that copy
+  checked). Nothing is linked unless every file passes. Checking imports numpy only.
 * :func:`random_features` (``scripts/device-check.sh``): random float16 rows, one per sentence
   of each split of a ``splits.tsv``.
 
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fairseq_mmt_adv.command_line import report_errors
+from fairseq_mmt_adv.feature_files import VisualFeatureError, checked_feature_file
 
 PROG = "python -m fairseq_mmt_adv.recipes.features"
 
@@ -35,14 +37,13 @@ def checked_shape(
     Raises ``VisualFeatureError`` naming the file (``source`` when ``path`` is its float32 copy)
     and the fix.
     """
-    from fairseq_mmt_adv.data.visual_features import VisualFeatureDataset, VisualFeatureError
-
     try:
-        return VisualFeatureDataset(str(path), rows, expected_shape=train_shape).shape
+        array = checked_feature_file(str(path), rows, expected_shape=train_shape)
     except VisualFeatureError as err:
         if source is None or source == path:
             raise
         raise VisualFeatureError(str(err).replace(str(path), f"{source} (as float32)")) from err
+    return [int(n) for n in array.shape[1:]]
 
 
 def _float32_copy(source: Path, partial: Path) -> Path:
@@ -114,7 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if len(args.jobs) % 3:
         parser.error("give the files as SOURCE TARGET ROWS triples")
-    from fairseq_mmt_adv.data.visual_features import VisualFeatureError
 
     jobs = [tuple(args.jobs[i : i + 3]) for i in range(0, len(args.jobs), 3)]
     return report_errors(args.prog, VisualFeatureError, lambda: link_features(jobs))
