@@ -90,13 +90,10 @@ class TextPipeline:
         if self.bpe_codes is None:
             return text
         if self._bpe is None:
-            from subword_nmt.apply_bpe import BPE
-
             codes = os.path.join(self.directory, self.bpe_codes)
             if not os.path.isfile(codes):
                 raise FileNotFoundError(f"{self.path} names BPE codes {codes}, which are missing")
-            with open(codes, encoding="utf-8") as handle:
-                self._bpe = BPE(handle, separator=BPE_SEPARATOR)
+            self._bpe = load_bpe(codes)
         return self._bpe.process_line(text)
 
     def remove_bpe(self, text: str) -> str:
@@ -115,6 +112,15 @@ class TextPipeline:
                 raise ImportError(f"{self.path} asks for Moses: pip install sacremoses") from error
             self._target = MosesDetokenizer(self.target_lang)
         return self._target.detokenize(text.split())
+
+
+def load_bpe(codes: str | Path):
+    """subword-nmt's ``BPE`` for a codes file, as its ``apply-bpe`` command builds it (all merges,
+    no vocabulary filter): the data's BPE (``recipes.bpe``) and the translator's."""
+    from subword_nmt.apply_bpe import BPE
+
+    with open(codes, encoding="utf-8") as handle:
+        return BPE(handle, separator=BPE_SEPARATOR)
 
 
 def dictionaries(directory: str | Path, pipeline: TextPipeline) -> list[Path]:

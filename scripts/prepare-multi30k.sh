@@ -306,19 +306,21 @@ if start_step bpe-learn "$CONFIG" "learn $BPE_KIND BPE ($MERGES merges) on train
   finish_step bpe-learn "$CONFIG"
 fi
 
-# 3. Apply BPE to every split.
+# 3. Apply BPE to every split (fairseq_mmt_adv/recipes/bpe.py: one process, subword-nmt's BPE).
 if start_step bpe-apply "$CONFIG" "apply BPE to ${#FSPLITS[@]} splits x $PAIR"; then
+  jobs=()
   for i in "${!FSPLITS[@]}"; do
     for l in "${LANGS[@]}"; do
-      in=$OUT/text/${FSPLITS[$i]}.$l
+      jobs+=("$(codes_file "$l")" "$OUT/text/${FSPLITS[$i]}.$l" "$OUT/text/${FSPLITS[$i]}.bpe.$l")
+    done
+  done
+  "$PY" -m fairseq_mmt_adv.recipes.bpe --prog "$PROG" --workers "$WORKERS" "${jobs[@]}" || exit 1
+  for i in "${!FSPLITS[@]}"; do
+    for l in "${LANGS[@]}"; do
       out=$OUT/text/${FSPLITS[$i]}.bpe.$l
-      "$SUBWORD_NMT" apply-bpe --codes "$(codes_file "$l")" --num-workers "$WORKERS" \
-        --input "$in" --output "$out.tmp" 2>"$OUT/logs/apply-bpe.log" \
-        || die "subword-nmt apply-bpe failed on $in: see $OUT/logs/apply-bpe.log"
-      n=$(count_lines "$out.tmp")
+      n=$(count_lines "$out")
       [[ $n == "${SENTENCES[${MSPLITS[$i]}]}" ]] \
-        || die "$out.tmp has $n lines, expected ${SENTENCES[${MSPLITS[$i]}]}: rerun"
-      mv "$out.tmp" "$out"
+        || { rm -f "$out"; die "$out had $n lines, expected ${SENTENCES[${MSPLITS[$i]}]}: rerun"; }
     done
   done
   finish_step bpe-apply "$CONFIG"

@@ -146,3 +146,26 @@ def test_moses_without_sacremoses_says_what_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "sacremoses", None)  # import fails
     with pytest.raises(moses.MosesError, match=r"needs sacremoses in .*pip install sacremoses"):
         moses.tokenizer("en", lowercase=False)
+
+
+def test_bpe_files_are_subword_nmts_apply_bpe(tmp_path: Path, capsys) -> None:
+    from fairseq_mmt_adv.recipes import bpe
+
+    text = "ein hund läuft im park .\n  zwei hunde laufen  \n\nein mann sitzt auf der bank .\n"
+    (tmp_path / "train.de").write_text(text * 3, encoding="utf-8")
+    codes = tmp_path / "codes"
+    cli = str(Path(sys.executable).parent / "subword-nmt")
+    learn = [cli, "learn-bpe", "--symbols", "12", "--input", str(tmp_path / "train.de")]
+    subprocess.run([*learn, "--output", str(codes)], check=True)
+    apply = [cli, "apply-bpe", "--codes", str(codes), "--input", str(tmp_path / "train.de")]
+    subprocess.run([*apply, "--output", str(tmp_path / "cli.de")], check=True)
+    jobs = [(str(codes), str(tmp_path / "train.de"), str(tmp_path / "ours.de"))]
+    bpe.apply_bpe_files(jobs, workers=2)
+    assert (tmp_path / "ours.de").read_bytes() == (tmp_path / "cli.de").read_bytes()
+    assert "@@ " in (tmp_path / "ours.de").read_text(encoding="utf-8")
+    missing = [str(tmp_path / "no-codes"), str(tmp_path / "train.de"), str(tmp_path / "x.de")]
+    assert bpe.main(["--prog", "prep", *missing]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"prep: error: cannot read the BPE codes {missing[0]}"
+    )
+    assert not (tmp_path / "x.de").exists() and not (tmp_path / "x.de.tmp").exists()

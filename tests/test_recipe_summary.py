@@ -206,7 +206,7 @@ def test_the_recipes_import_without_fairseq_or_torch() -> None:
     code = (
         "import sys\n"
         "from fairseq_mmt_adv.recipes import benchmarks, fairseq_steps, features, moses, summary\n"
-        "from fairseq_mmt_adv.recipes import significance, training_log\n"
+        "from fairseq_mmt_adv.recipes import bpe, preloaded, significance, training_log\n"
         "assert not {'fairseq', 'torch'} & set(sys.modules), sorted(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -7,6 +7,8 @@ call these functions (or their ``python -m`` commands) rather than hold Python o
 * :mod:`~fairseq_mmt_adv.recipes.features`: check and link a data directory's feature files by
   the task's rules (``link``), random features for a speed check (``random``);
 * :mod:`~fairseq_mmt_adv.recipes.moses`: Moses tokenization of the Multi30K raw files;
+* :mod:`~fairseq_mmt_adv.recipes.bpe`: subword-nmt's BPE applied to a data directory's files;
+* :mod:`~fairseq_mmt_adv.recipes.preloaded`: fairseq's CLIs forked from one preloaded process;
 * :mod:`~fairseq_mmt_adv.recipes.summary`: one scoring line, the experiments' summary table,
   the best validation BLEU of a training log.
 
