@@ -18,6 +18,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from fairseq_mmt_adv.recipes.benchmarks import SYSTEMS, task_flags, train_flags
@@ -114,17 +115,11 @@ def benchmark_decoding(
     return float(match.group(3)), tokens / sentences
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict], beams: Sequence[int] = (5, 12)) -> str:
     reference = rows[0]
-    columns = [
-        "tokens/s",
-        "updates/s",
-        "peak MiB",
-        "beam 5 sent/s",
-        "beam 12 sent/s",
-        "out tok/sent",
-    ]
-    ratios = {"train": "tokens/s", "beam5": "beam 5 sent/s", "beam12": "beam 12 sent/s"}
+    speeds = [f"beam {beam} sent/s" for beam in beams]
+    columns = ["tokens/s", "updates/s", "peak MiB", *speeds, "out tok/sent"]
+    ratios = {"train": "tokens/s", **{f"beam{beam}": f"beam {beam} sent/s" for beam in beams}}
     width = max(15, 1 + max(len(row["system"]) for row in rows))
     lines = [
         f"{'system':<{width}}"
@@ -162,6 +157,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decode-batch-size", type=int, default=64)
     parser.add_argument("--gen-subset", default="test")
     parser.add_argument(
+        "--beams", default="5,12", help="comma-separated beam sizes to time decoding with"
+    )
+    parser.add_argument(
         "--decode-length",
         type=int,
         default=16,
@@ -180,6 +178,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    beams = args.beams.split(",")
+    if not all(beam.isdigit() and int(beam) > 0 for beam in beams):
+        parser.error(f"--beams takes positive integers, e.g. 5,12, not {args.beams!r}")
+    args.beams = [int(beam) for beam in beams]
     if args.decode_length < 0:
         parser.error("--decode-length must be 0 or more")
     if (args.data is None) != (args.features is None):
@@ -191,9 +193,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def measure_system(system: str, args: argparse.Namespace, save_dir: Path) -> dict:
-    """Training throughput and memory, then beam 5 and 12 decoding speed of one system."""
+    """Training throughput and memory, then the decoding speed of one system at each beam."""
     row = {"system": system, **benchmark_training(system, args, save_dir)}
-    for beam in (5, 12):
+    for beam in args.beams:
         speed, length = benchmark_decoding(system, args, save_dir, beam)
         row[f"beam {beam} sent/s"], row["out tok/sent"] = speed, length
     return row
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.updates} updates, hypotheses of {lengths}, median of {args.repeats} runs, "
         f"data {args.data}"
     )
-    print(format_table([median_rows(runs[system]) for system in systems]))
+    print(format_table([median_rows(runs[system]) for system in systems], args.beams))
     return 0
 
 

@@ -137,6 +137,18 @@ def test_transformer_systems_are_those_of_systems_py(system, fusion, criterion, 
     assert SYSTEMS[system] == ["--arch", "transformer_mmt_tiny", *systems.flags(system)]
 
 
+def test_cli_benchmark_times_the_beams_asked_for(capsys):
+    assert benchmark.parse_args([]).beams == [5, 12]
+    assert benchmark.parse_args(["--beams", "4"]).beams == [4]
+    for bad in ("5,x", "0", ""):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args(["--beams", bad])
+        assert "--beams takes positive integers" in capsys.readouterr().err
+    row = {"system": "cgru", "tokens/s": 9.0, "updates/s": 1.0, "peak MiB": 1.0}
+    table = benchmark.format_table([{**row, "beam 4 sent/s": 2.0, "out tok/sent": 6.0}], [4])
+    assert table.splitlines()[0].split()[-6:] == ["train", "x", "cgru", "beam4", "x", "cgru"]
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -170,6 +182,8 @@ def test_cli_benchmark_decodes_hypotheses_of_the_forced_length(tiny_corpus, tmp_
             "8",
             "--decode-length",
             "5",
+            "--beams",
+            "5",  # one decoding process; the table of two beams: above
             "--threads",
             "1",
             "--work-dir",
@@ -183,5 +197,5 @@ def test_cli_benchmark_decodes_hypotheses_of_the_forced_length(tiny_corpus, tmp_
     assert "hypotheses of 5 tokens" in done.stdout
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith("cgru")]
     assert [row[0] for row in rows] == ["cgru"]
-    # columns: tokens/s, updates/s, peak MiB, beam 5 sent/s, beam 12 sent/s, out tok/sent, ...
-    assert float(rows[0][6]) == 6.0  # 5 tokens and the end of sentence
+    # columns: tokens/s, updates/s, peak MiB, beam 5 sent/s, out tok/sent, train x cgru, ...
+    assert float(rows[0][5]) == 6.0  # 5 tokens and the end of sentence
