@@ -1,7 +1,8 @@
 """What the package's ``python -m`` commands share (standard library only)."""
 
+import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 def report_errors(
@@ -18,3 +19,11 @@ def report_errors(
         print(f"{prog}: error: {err}", file=sys.stderr)
         return status
     return 0
+
+
+def file_triples(parser: argparse.ArgumentParser, values: Sequence[str], names: str) -> list[tuple]:
+    """``values`` as consecutive triples, the files of one job each (``names``: the argument's
+    metavar, e.g. ``"IN OUT LANG"``); any other count is the parser's usage error."""
+    if len(values) % 3:
+        parser.error(f"give the files as {names} triples")
+    return [tuple(values[i : i + 3]) for i in range(0, len(values), 3)]

@@ -169,3 +169,15 @@ def test_bpe_files_are_subword_nmts_apply_bpe(tmp_path: Path, capsys) -> None:
         f"prep: error: cannot read the BPE codes {missing[0]}"
     )
     assert not (tmp_path / "x.de").exists() and not (tmp_path / "x.de.tmp").exists()
+
+
+@pytest.mark.parametrize("module", ["bpe", "features", "moses"])
+def test_the_file_commands_take_triples(module: str, capsys) -> None:
+    from importlib import import_module
+
+    command = import_module(f"fairseq_mmt_adv.recipes.{module}")
+    argv = ["link"] if module == "features" else []
+    with pytest.raises(SystemExit) as exit_:
+        command.main([*argv, "a", "b"])
+    assert exit_.value.code == 2
+    assert f"error: give the files as {command.JOBS} triples" in capsys.readouterr().err

@@ -15,9 +15,10 @@ import sys
 from collections.abc import Sequence
 from multiprocessing import Pool
 
-from fairseq_mmt_adv.command_line import report_errors
+from fairseq_mmt_adv.command_line import file_triples, report_errors
 from fairseq_mmt_adv.text_pipeline import load_bpe
 
+JOBS = "CODES IN OUT"  # the files of one job
 PROG = "python -m fairseq_mmt_adv.recipes.bpe"
 
 
@@ -57,12 +58,10 @@ def apply_bpe_files(jobs: Sequence[tuple[str, str, str]], workers: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=1, help="files segmented at once")
-    parser.add_argument("jobs", nargs="+", metavar="CODES IN OUT")
+    parser.add_argument("jobs", nargs="+", metavar=JOBS)
     parser.add_argument("--prog", default=PROG, help="the name errors start with")
     args = parser.parse_args(argv)
-    if len(args.jobs) % 3:
-        parser.error("give the files as CODES IN OUT triples")
-    jobs = [tuple(args.jobs[i : i + 3]) for i in range(0, len(args.jobs), 3)]
+    jobs = file_triples(parser, args.jobs, JOBS)
     return report_errors(args.prog, BPEError, lambda: apply_bpe_files(jobs, args.workers))
 
 

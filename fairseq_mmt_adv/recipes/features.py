@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fairseq_mmt_adv.command_line import report_errors
+from fairseq_mmt_adv.command_line import file_triples, report_errors
 from fairseq_mmt_adv.feature_files import VisualFeatureError, checked_feature_file
 
+JOBS = "SOURCE TARGET ROWS"  # the files of one job
 PROG = "python -m fairseq_mmt_adv.recipes.features"
 
 
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prog", default=PROG, help="the name errors start with")
     commands = parser.add_subparsers(dest="command", required=True)
     link = commands.add_parser("link", help="check and link feature files (train first)")
-    link.add_argument("jobs", nargs="+", metavar="SOURCE TARGET ROWS")
+    link.add_argument("jobs", nargs="+", metavar=JOBS)
     rand = commands.add_parser("random", help="random float16 features for every split")
     rand.add_argument("splits_tsv", type=Path)
     rand.add_argument("out_dir", type=Path)
@@ -113,10 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "random":
         random_features(args.splits_tsv, args.out_dir, args.dim)
         return 0
-    if len(args.jobs) % 3:
-        parser.error("give the files as SOURCE TARGET ROWS triples")
-
-    jobs = [tuple(args.jobs[i : i + 3]) for i in range(0, len(args.jobs), 3)]
+    jobs = file_triples(link, args.jobs, JOBS)
     return report_errors(args.prog, VisualFeatureError, lambda: link_features(jobs))
 
 

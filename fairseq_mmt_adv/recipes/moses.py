@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from multiprocessing import Pool
 from pathlib import Path
 
-from fairseq_mmt_adv.command_line import report_errors
+from fairseq_mmt_adv.command_line import file_triples, report_errors
 
+JOBS = "IN.gz OUT LANG"  # the files of one job
 PROG = "python -m fairseq_mmt_adv.recipes.moses"
 
 
@@ -70,12 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--lowercase", action="store_true", help="lowercase before tokenizing")
     parser.add_argument("--workers", type=int, default=1, help="files tokenized at once")
-    parser.add_argument("jobs", nargs="+", metavar="IN.gz OUT LANG")
+    parser.add_argument("jobs", nargs="+", metavar=JOBS)
     parser.add_argument("--prog", default=PROG, help="the name errors start with")
     args = parser.parse_args(argv)
-    if len(args.jobs) % 3:
-        parser.error("give the files as IN.gz OUT LANG triples")
-    jobs = [tuple(args.jobs[i : i + 3]) for i in range(0, len(args.jobs), 3)]
+    jobs = file_triples(parser, args.jobs, JOBS)
     return report_errors(
         args.prog, MosesError, lambda: tokenize_files(jobs, args.lowercase, args.workers)
     )
