@@ -24,7 +24,7 @@ import torch
 from fairseq import hub_utils
 
 import fairseq_mmt_adv
-from fairseq_mmt_adv.data.visual_features import describe_shape
+from fairseq_mmt_adv.feature_files import describe_shape
 from fairseq_mmt_adv.text_pipeline import TextPipeline, dictionaries
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from fairseq_mmt_adv import image_features as imf
-from fairseq_mmt_adv.data.visual_features import check_finite, open_feature_file
+from fairseq_mmt_adv.feature_files import check_finite, open_feature_file
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "extract_features.py"
 _spec = importlib.util.spec_from_file_location("extract_features", SCRIPT)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fairseq_mmt_adv.data.visual_features import VisualFeatureError
+from fairseq_mmt_adv.feature_files import VisualFeatureError
 from fairseq_mmt_adv.recipes import features, moses
 
 REPO = Path(__file__).resolve().parents[1]

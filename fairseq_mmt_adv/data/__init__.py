@@ -1,10 +1,7 @@
 """Image features aligned with sentences (:mod:`.visual_features`, numpy and torch only) and the
 dataset that adds them to fairseq's batches (:mod:`.multimodal_language_pair_dataset`)."""
 
-from fairseq_mmt_adv.data.visual_features import (
-    FeatureNormalizer,
-    VisualFeatureDataset,
-    VisualFeatureError,
-)
+from fairseq_mmt_adv.data.visual_features import FeatureNormalizer, VisualFeatureDataset
+from fairseq_mmt_adv.feature_files import VisualFeatureError
 
 __all__ = ["FeatureNormalizer", "VisualFeatureDataset", "VisualFeatureError"]

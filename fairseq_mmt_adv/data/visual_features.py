@@ -9,15 +9,7 @@ memory-mapped: only the rows of a batch are read.
 import numpy as np
 import torch
 
-from fairseq_mmt_adv.feature_files import (  # noqa: F401 (the task's and the tests' names)
-    CHUNK_ROWS,
-    VisualFeatureError,
-    check_finite,
-    checked_feature_file,
-    describe_shape,
-    feature_path,
-    open_feature_file,
-)
+from fairseq_mmt_adv.feature_files import CHUNK_ROWS, checked_feature_file
 
 NORMALIZATIONS = ("none", "l2", "standardize")
 

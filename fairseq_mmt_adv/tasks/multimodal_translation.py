@@ -17,10 +17,12 @@ from fairseq_mmt_adv.data.visual_features import (
     NORMALIZATIONS,
     FeatureNormalizer,
     VisualFeatureDataset,
+    feature_statistics,
+)
+from fairseq_mmt_adv.feature_files import (
     VisualFeatureError,
     describe_shape,
     feature_path,
-    feature_statistics,
     open_feature_file,
 )
 from fairseq_mmt_adv.modules.diverse_beam_search import DiverseBeamSearchByRow
