@@ -79,6 +79,10 @@ mkdir -p "$OUT" "${WORK:=$OUT}"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(cd "$WORK" && pwd)
 DATA=$(cd "$DATA" && pwd)
+SAVE_DIR=$WORK/baseline-nov
+if has_phase decode && ! has_phase train && [[ ! -f $SAVE_DIR/checkpoint_best.pt ]]; then
+  die "the decode phase needs $SAVE_DIR/checkpoint_best.pt: add train to --phases, or give the --work of an earlier train phase"
+fi
 SUMMARY=$OUT/summary.txt
 note() { echo "$*" | tee -a "$SUMMARY"; }
 # run_logged LOG COMMAND...: the command's output goes to LOG; on failure, its tail and a stop
@@ -128,7 +132,6 @@ if has_phase bench; then
   done
 fi
 
-SAVE_DIR=$WORK/baseline-nov
 cpu=()
 [[ $DEVICE == cpu ]] && cpu=(--cpu)
 if has_phase train; then

@@ -378,9 +378,13 @@ def test_bad_feature_file_fails_by_the_tasks_rules(prepared: dict, tmp_path: Pat
 DEVICE_CHECK = SCRIPT.parent / "device-check.sh"
 
 
-def run_device_check(*args: str | Path) -> subprocess.CompletedProcess:
-    """scripts/device-check.sh with this Python's environment first on PATH."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+def run_device_check(
+    *args: str | Path, bin_first: Path | None = None
+) -> subprocess.CompletedProcess:
+    """scripts/device-check.sh with this Python's environment first on PATH (after
+    ``bin_first``, when given)."""
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    env = {**os.environ, "PATH": f"{bin_first}:{path}" if bin_first else path}
     env.update(ARCH="cgru_mmt_small", OMP_NUM_THREADS="1")
     cmd = ["bash", str(DEVICE_CHECK), *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
@@ -435,16 +439,24 @@ def test_device_check_rejects_bad_input(prepared: dict, tmp_path: Path) -> None:
 
 
 def test_device_check_stops_with_the_failing_logs_tail(prepared: dict, tmp_path: Path) -> None:
-    proc = run_device_check(
-        "--device",
-        "cpu",
-        "--data",
-        prepared["out"],
-        "--out",
-        tmp_path / "check",
-        "--phases",
-        "decode",  # no training ran: there is no checkpoint to decode with
-    )
+    """A failing step stops the script with its log's tail and the log's name. The failing
+    command is a stand-in fairseq-generate first on PATH: a real one would spend seconds on
+    its start before it failed, and the script treats every step alike."""
+    work, bin_first = tmp_path / "work", tmp_path / "bin"
+    (work / "baseline-nov").mkdir(parents=True)
+    (work / "baseline-nov" / "checkpoint_best.pt").write_bytes(b"")
+    bin_first.mkdir()
+    stand_in = bin_first / "fairseq-generate"
+    stand_in.write_text("#!/bin/sh\necho 'no model in checkpoint_best.pt (stand-in)' >&2\nexit 1\n")
+    stand_in.chmod(0o755)
+    args = ("--device", "cpu", "--data", prepared["out"], "--out", tmp_path / "check")
+    proc = run_device_check(*args, "--work", work, "--phases", "decode", bin_first=bin_first)
     assert proc.returncode == 2
     assert "failed, see" in proc.stderr and "decode-test.log" in proc.stderr
-    assert "checkpoint_best.pt" in proc.stderr  # fairseq's own error, from the log's tail
+    assert "no model in checkpoint_best.pt (stand-in)" in proc.stderr  # the log's tail
+    # without a checkpoint, the decode phase alone stops before it starts anything
+    out = tmp_path / "check-again"
+    args = ("--device", "cpu", "--data", prepared["out"], "--out", out, "--work", tmp_path / "none")
+    proc = run_device_check(*args, "--phases", "decode")
+    assert proc.returncode == 2 and "add train to --phases" in proc.stderr
+    assert not (out / "summary.txt").exists()
