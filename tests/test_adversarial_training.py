@@ -20,8 +20,10 @@ from fairseq_mmt_adv.recipes.fairseq_steps import run_logged
 MODES = ["mse", "q-waae", "g-wgan"]
 # Epochs of the learning test. Measured (seed 7), valid recon_mse / the mean predictor's after
 # each epoch: mse 0.67, 0.52; q-waae 0.95, 0.82, 0.71; g-wgan, whose generator learns from the
-# critic alone (lambda_r = 0, Algorithm 1), 1.51, 1.46, 1.27, 1.21, 1.14, 1.05, 0.99, 0.88.
-EPOCHS_TO_BEAT_THE_MEAN = {"mse": 2, "q-waae": 3, "g-wgan": 8}
+# critic alone (lambda_r = 0, Algorithm 1), with the critic's learning rate 1e-3: 0.96, 0.73
+# (seeds 8 and 9: 0.85, 0.71 and 0.83, 0.69); with the default 2e-4 it took 8 epochs: 1.51,
+# 1.46, 1.27, 1.21, 1.14, 1.05, 0.99, 0.88.
+EPOCHS_TO_BEAT_THE_MEAN = {"mse": 2, "q-waae": 3, "g-wgan": 2}
 PROBE_DIR = Path(__file__).resolve().parent / "dp_probe"
 
 
@@ -36,9 +38,10 @@ def demo(tmp_path_factory) -> Path:
 
 def train(corpus: Path, save_dir: Path, mode: str, *extra: str) -> str:
     """fairseq-train (in-process) of cgru_mmt_small with ``mode``; its log. g-wgan's critic is
-    sized to the small model, as in the demo (the paper's 1024,512 costs several model updates)."""
+    sized to the small model, as in the demo (the paper's 1024,512 costs several model updates),
+    and learns at 1e-3: the generator, taught by the critic alone, learns in 2 epochs, not 8."""
     if mode == "g-wgan":
-        extra = ("--critic-hidden", "256,128", *extra)
+        extra = ("--critic-hidden", "256,128", "--critic-lr", "1e-3", *extra)
     return train_cli(
         *task_flags(corpus, corpus / "features"),
         "--arch",
