@@ -25,6 +25,7 @@ from pathlib import Path
 from fairseq_mmt_adv import demo_translation
 from fairseq_mmt_adv import systems as mmt_systems
 from fairseq_mmt_adv.demo_corpus import DEFAULT_SIZES, ambiguous_word_accuracy
+from fairseq_mmt_adv.recipes import preloaded
 from fairseq_mmt_adv.recipes.fairseq_steps import (
     USER_DIR,
     DemoCorpus,
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
     print(f"(test split, beam 5; details in {args.out}/results.json and {args.out}/<system>/)")
-    print(demo_translation.report(args.out, systems))
+    print(preloaded.call(demo_translation.report, args.out, systems))
     return 0
 
 

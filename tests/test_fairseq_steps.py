@@ -1,6 +1,7 @@
 """fairseq_mmt_adv.recipes.fairseq_steps and .benchmarks: logged commands, the demo corpus, the
 benchmark systems."""
 
+import os
 import sys
 import types
 from pathlib import Path
@@ -59,6 +60,13 @@ def test_a_command_past_its_timeout_is_killed(tmp_path: Path) -> None:
     lone += ["--distributed-backend", "gloo", "--distributed-init-method", "tcp://127.0.0.1:29533"]
     with pytest.raises(fairseq_steps.StepError, match="was killed after 2 s"):
         fairseq_steps.run_logged(lone, tmp_path / "rank0.log", preloaded=True, timeout=2)
+
+
+def test_a_python_function_runs_forked_and_returns_its_result() -> None:
+    assert preloaded.call(os.getpid) != os.getpid()
+    assert preloaded.call(divmod, 7, 2) == (3, 1)
+    with pytest.raises(ChildProcessError, match=r"^posix.listdir failed in its forked child"):
+        preloaded.call(os.listdir, "/no/such/directory")
 
 
 def test_only_this_environments_fairseq_clis_run_preloaded() -> None:

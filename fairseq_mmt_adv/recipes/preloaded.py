@@ -8,9 +8,9 @@ command in a child forked from it: the console script's own entry point (``cli_m
 argument list, its output in the log file and its exit status. Only the start differs.
 
 :func:`run` is what :func:`fairseq_mmt_adv.recipes.fairseq_steps.run_logged` calls with
-``preloaded=True`` for the commands in :data:`ENTRY_POINTS`. Its users run on the CPU (the demo,
-the data-parallel test): a CUDA child of a forked process works only if the server never
-initialized CUDA, which has not been checked on a GPU.
+``preloaded=True`` for the commands in :data:`ENTRY_POINTS`; :func:`call` runs a Python function
+there. Its users run on the CPU (the demo, the data-parallel test): a CUDA child of a forked
+process works only if the server never initialized CUDA, which has not been checked on a GPU.
 """
 
 import importlib
@@ -67,6 +67,31 @@ def run(
         child.kill()
         child.join()
     return child.exitcode, peak_kib.value
+
+
+def call(function, *args):
+    """``function(*args)`` in a child forked from the preloaded process, and its (picklable)
+    result: for the Python steps of a script that runs its CLIs forked, such as the demo's last
+    one, which would otherwise import fairseq again. ``function`` is a module's top-level one; a
+    failure in the child (its traceback on stderr) raises :class:`ChildProcessError`."""
+    context = _context()
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_call, args=(send, function, args))
+    child.start()
+    send.close()
+    try:
+        result = receive.recv()
+    except EOFError:
+        result = None
+    child.join()
+    if child.exitcode != 0:
+        name = f"{function.__module__}.{function.__qualname__}"
+        raise ChildProcessError(f"{name} failed in its forked child (exit status {child.exitcode})")
+    return result
+
+
+def _call(send, function, args) -> None:
+    send.send(function(*args))
 
 
 def _main(command: list[str], log: str, environment: dict[str, str], peak_kib) -> None:
