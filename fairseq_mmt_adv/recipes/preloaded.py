@@ -33,10 +33,13 @@ ENTRY_POINTS = {
 # everything but fairseq_cli.train, and a train child imports it on a bare root logger, as a
 # new interpreter would: each log then reads as the console script's
 FRESH_LOGGING = {"fairseq-train"}
-# what the forkserver imports once (the plugin too: --user-dir finds it loaded)
+# what the forkserver imports once (the plugin too: --user-dir finds it loaded); torch's first
+# optimizer imports torch._dynamo (torch.optim.Optimizer.__init__ is wrapped to disable it),
+# 2.4 s of every fairseq-train start that forked trainings would otherwise each pay again
 PRELOAD = [
     *(ENTRY_POINTS[name] for name in ENTRY_POINTS if name not in FRESH_LOGGING),
     "fairseq_mmt_adv",
+    "torch._dynamo",
 ]
 
 
