@@ -191,9 +191,14 @@ def test_data_parallel_ranks_stay_identical_across_an_interruption(demo, tmp_pat
     """Ranks keep model, G and D in sync, also after resuming: rank 0 reads the checkpoint and
     broadcasts it, which torch >= 2.6 unpickles with its weights-only loader on rank 1."""
     monkeypatch.setenv("DP_PROBE_DIR", str(tmp_path))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     train_two_ranks(demo, tmp_path, "first", "--max-update", "4")
     resumed = train_two_ranks(demo, tmp_path, "resumed", "--max-update", "8")
     assert "Loaded checkpoint" in resumed[0]  # rank 0 logs; rank 1 logs warnings only
+    # the ranks' DataLoader workers (fairseq's default, one each) left no multiprocessing
+    # directory behind (torch's own compile cache, torchinductor_*, is meant to stay)
+    assert not list((tmp_path / "tmp").glob("pymp-*"))
     records = [
         [json.loads(line) for line in (tmp_path / f"rank{r}.jsonl").read_text().splitlines()]
         for r in (0, 1)

@@ -16,9 +16,11 @@ process works only if the server never initialized CUDA, which has not been chec
 import importlib
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import resource
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -106,6 +108,7 @@ def _main(command: list[str], log: str, environment: dict[str, str], peak_kib) -
     os.close(descriptor)
     os.environ.clear()
     os.environ.update(environment)
+    tempfile.tempdir = None  # TMPDIR as the command's environment has it, not the server's
     threads = environment.get("OMP_NUM_THREADS")
     if threads:
         import torch
@@ -114,6 +117,10 @@ def _main(command: list[str], log: str, environment: dict[str, str], peak_kib) -
     # multiprocessing made forkserver this child's default; fairseq's DataLoader workers start
     # with the platform's default, as in the console script
     multiprocessing.set_start_method(None, force=True)
+    # a DataLoader worker that shares a tensor makes a temporary directory for its socket,
+    # and leaves it in /tmp when it is terminated; made here, the workers inherit this
+    # child's, which it removes when it ends
+    multiprocessing.util.get_temp_dir()
     sys.argv = [Path(command[0]).name, *command[1:]]
     if sys.argv[0] in FRESH_LOGGING:
         bare_root_logger()
