@@ -5,6 +5,8 @@ in sync."""
 import json
 import math
 import re
+import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +27,9 @@ MODES = ["mse", "q-waae", "g-wgan"]
 # 1.46, 1.27, 1.21, 1.14, 1.05, 0.99, 0.88.
 EPOCHS_TO_BEAT_THE_MEAN = {"mse": 2, "q-waae": 3, "g-wgan": 2}
 PROBE_DIR = Path(__file__).resolve().parent / "dp_probe"
+# seconds after which a rank of the data-parallel test is killed: one that waits for the other
+# (a rank that failed, say) would otherwise hold the suite forever; both take a few seconds
+RANK_TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
@@ -178,12 +183,13 @@ def train_two_ranks(demo: Path, probe_dir: Path, name: str, *extra: str) -> list
     command += ["--critic-iters", "2", "--disable-validation", *extra]
     logs = [probe_dir / f"{name}.rank{rank}.log" for rank in (0, 1)]
 
-    def rank(r: int) -> None:  # a failing rank raises StepError with its log's tail
-        run_logged([*command, "--distributed-rank", str(r)], logs[r], threads=1, preloaded=True)
+    def rank(r: int) -> None:  # a failing or hung rank raises StepError with its log's tail
+        argv = [*command, "--distributed-rank", str(r)]
+        run_logged(argv, logs[r], threads=1, preloaded=True, timeout=RANK_TIMEOUT)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         for done in [pool.submit(rank, r) for r in (0, 1)]:
-            done.result(timeout=300)
+            done.result()
     return [log.read_text() for log in logs]
 
 
@@ -191,14 +197,18 @@ def test_data_parallel_ranks_stay_identical_across_an_interruption(demo, tmp_pat
     """Ranks keep model, G and D in sync, also after resuming: rank 0 reads the checkpoint and
     broadcasts it, which torch >= 2.6 unpickles with its weights-only loader on rank 1."""
     monkeypatch.setenv("DP_PROBE_DIR", str(tmp_path))
-    (tmp_path / "tmp").mkdir()
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
-    train_two_ranks(demo, tmp_path, "first", "--max-update", "4")
-    resumed = train_two_ranks(demo, tmp_path, "resumed", "--max-update", "8")
+    # the ranks' temporary directory: a short path (a socket's path in it must fit in 108 bytes)
+    ranks_tmp = Path(tempfile.mkdtemp(prefix="dp-"))
+    monkeypatch.setenv("TMPDIR", str(ranks_tmp))
+    try:
+        train_two_ranks(demo, tmp_path, "first", "--max-update", "4")
+        resumed = train_two_ranks(demo, tmp_path, "resumed", "--max-update", "8")
+        # the ranks' DataLoader workers (fairseq's default, one each) left no multiprocessing
+        # directory behind (torch's own compile cache, torchinductor_*, is meant to stay)
+        assert not list(ranks_tmp.glob("pymp-*"))
+    finally:
+        shutil.rmtree(ranks_tmp)
     assert "Loaded checkpoint" in resumed[0]  # rank 0 logs; rank 1 logs warnings only
-    # the ranks' DataLoader workers (fairseq's default, one each) left no multiprocessing
-    # directory behind (torch's own compile cache, torchinductor_*, is meant to stay)
-    assert not list((tmp_path / "tmp").glob("pymp-*"))
     records = [
         [json.loads(line) for line in (tmp_path / f"rank{r}.jsonl").read_text().splitlines()]
         for r in (0, 1)
