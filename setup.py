@@ -24,7 +24,15 @@ setup(
         "console_scripts": ["fairseq-mmt-translate = fairseq_mmt_adv.translate_cli:cli_main"],
     },
     extras_require={
-        "test": ["pytest", "pytest-xdist", "ruff", "sacremoses", "pillow", "matplotlib"],
+        "test": [
+            "pytest",
+            "pytest-xdist",
+            "pytest-timeout",
+            "ruff",
+            "sacremoses",
+            "pillow",
+            "matplotlib",
+        ],
         "plots": ["matplotlib"],
         "tok": ["sacremoses"],
         "features": ["pillow", "tqdm"],
