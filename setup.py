@@ -21,7 +21,7 @@ setup(
         "subword-nmt",
     ],
     entry_points={
-        "console_scripts": ["fairseq-mmt-translate = fairseq_mmt_adv.translate_cli:cli_main"],
+        "console_scripts": ["fairseq-mmt-translate = fairseq_mmt_adv.translation.cli:cli_main"],
     },
     extras_require={
         "test": [

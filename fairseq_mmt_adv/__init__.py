@@ -4,7 +4,7 @@ Use as a fairseq user directory: ``fairseq-train --user-dir fairseq_mmt_adv ...`
 imports the package (``--user-dir``), or fairseq is loaded already, importing it registers the
 ``multimodal_translation`` task, the ``cgru_mmt`` and ``transformer_mmt`` architectures and the
 ``adversarial_reconstruction`` criterion, and lets torch >= 2.6 load fairseq checkpoints. The
-tools (``fairseq_mmt_adv.scoring``, ``fairseq_mmt_adv.demo_corpus``, feature extraction) import
+tools (``fairseq_mmt_adv.evaluation.scoring``, ``fairseq_mmt_adv.recipes.demo_corpus``, feature extraction) import
 without fairseq; when one of them came first, fairseq's ``--user-dir`` still registers the plugin
 (:func:`register_with_user_dir`), and ``register()`` registers everything explicitly.
 ``from fairseq_mmt_adv import MultimodalTranslator`` translates new captions with their images
@@ -20,7 +20,8 @@ __version__ = "0.1.0"
 
 def register() -> None:
     """Register the plugin's task, models and criterion with fairseq (what --user-dir does)."""
-    from fairseq_mmt_adv import checkpoint_compat, criterions, models, tasks  # noqa: F401
+    from fairseq_mmt_adv import criterions, models, tasks
+    from fairseq_mmt_adv.checkpoints import loading  # noqa: F401
 
 
 class AfterImport:
@@ -77,7 +78,7 @@ else:
 def __getattr__(name: str):
     """``MultimodalTranslator`` loads fairseq, so it is imported when first asked for."""
     if name == "MultimodalTranslator":
-        from fairseq_mmt_adv.translator import MultimodalTranslator
+        from fairseq_mmt_adv.translation.translator import MultimodalTranslator
 
         return MultimodalTranslator
     raise AttributeError(f"module 'fairseq_mmt_adv' has no attribute {name!r}")

@@ -5,7 +5,7 @@
     python scripts/average_checkpoints.py --last-epochs 10 --run-dir run \
         --output run/checkpoint_avg.pt      # run/checkpointN.pt of the last 10 epochs
 
-What is averaged and what is refused: ``fairseq_mmt_adv/checkpoint_average.py``.
+What is averaged and what is refused: ``fairseq_mmt_adv/recipes/checkpoint_average.py``.
 """
 
 import argparse
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from fairseq_mmt_adv.checkpoint_average import (
+from fairseq_mmt_adv.recipes.checkpoint_average import (
     AveragingError,
     average_checkpoints,
     last_epoch_checkpoints,

@@ -2,7 +2,7 @@
 # Fetch a METEOR 1.5 jar that PyPI has (the one pycocoevalcap ships, with the English paraphrase
 # table only) into a cache folder and print the jar's path:  export METEOR_JAR=$(bash scripts/get-meteor.sh)
 # For German/French METEOR 1.5 as published, use the jar of CMU's Meteor 1.5 release with its
-# data/ folder instead (see fairseq_mmt_adv/scoring.py); with this one the scorer reports
+# data/ folder instead (see fairseq_mmt_adv/evaluation/scoring.py); with this one the scorer reports
 # "METEOR 1.5 (exact+stem)" for languages other than English.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -433,11 +433,11 @@ else
 fi
 
 # What translating new captions needs beside the dictionaries: OUT/preprocessing.json
-# (fairseq_mmt_adv/text_pipeline.py; rewritten only when it changes).
+# (fairseq_mmt_adv/translation/text_pipeline.py; rewritten only when it changes).
 lower=()
 [[ $TOKENIZATION == moses && $LOWERCASE == 0 ]] || lower=(--lowercase)
 codes=$(codes_file "$SRC")
-"$PY" -m fairseq_mmt_adv.text_pipeline write "$OUT" --source-lang "$SRC" --target-lang "$TGT" \
+"$PY" -m fairseq_mmt_adv.translation.text_pipeline write "$OUT" --source-lang "$SRC" --target-lang "$TGT" \
   "${lower[@]}" --tokenizer moses --bpe-codes "${codes#"$OUT"/}" || exit 1
 
 cat "$OUT/vocab_sizes.txt"

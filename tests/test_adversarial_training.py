@@ -16,7 +16,7 @@ import torch
 from helpers import fairseq_cli, generate, preprocess, task_flags
 from helpers import train as train_cli
 
-from fairseq_mmt_adv.demo_corpus import generate_demo_corpus
+from fairseq_mmt_adv.recipes.demo_corpus import generate_demo_corpus
 from fairseq_mmt_adv.recipes.fairseq_steps import run_logged
 
 MODES = ["mse", "q-waae", "g-wgan"]

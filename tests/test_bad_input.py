@@ -24,7 +24,7 @@ from helpers import (
     train,
 )
 
-from fairseq_mmt_adv.checkpoint_compat import CheckpointError
+from fairseq_mmt_adv.checkpoints.loading import CheckpointError
 from fairseq_mmt_adv.criterions.adversarial_reconstruction import CriterionStateMismatch
 from fairseq_mmt_adv.data import VisualFeatureError
 from fairseq_mmt_adv.data.visual_features import FeatureNormalizer

@@ -15,7 +15,7 @@ sys.path.insert(0, str(SCRIPTS))
 import benchmark  # noqa: E402
 import benchmark_paired  # noqa: E402
 
-from fairseq_mmt_adv import systems  # noqa: E402
+from fairseq_mmt_adv.recipes import systems  # noqa: E402
 from fairseq_mmt_adv.recipes.benchmarks import SYSTEMS, train_flags  # noqa: E402
 
 

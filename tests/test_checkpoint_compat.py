@@ -67,7 +67,7 @@ def test_a_new_cgru_checkpoint_needs_no_allow_listed_type(tiny_corpus, tmp_path)
 
 def test_the_task_state_read_stays_when_the_checkpoint_is_overwritten_in_place(tmp_path):
     # fairseq-train copies checkpointN.pt over the checkpoint_last.pt a run resumed from
-    from fairseq_mmt_adv.checkpoint_compat import read_task_state
+    from fairseq_mmt_adv.checkpoints.loading import read_task_state
 
     def saved(sign: float) -> bytes:
         stats = (sign * torch.arange(64, dtype=torch.float32), torch.ones(64))

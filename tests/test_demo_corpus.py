@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fairseq_mmt_adv import demo_corpus as dc
+from fairseq_mmt_adv.recipes import demo_corpus as dc
 
 MODULE_PATH = Path(dc.__file__)
 
@@ -219,7 +219,7 @@ def test_cli_float16(tmp_path: Path) -> None:
     args = ["--seed", "3", "--train", "40", "--valid", "5", "--test", "7", "--feature-dim", "16"]
     script = (
         "import runpy, sys; sys.argv = sys.argv[1:]; "
-        "runpy.run_module('fairseq_mmt_adv.demo_corpus', run_name='__main__'); "
+        "runpy.run_module('fairseq_mmt_adv.recipes.demo_corpus', run_name='__main__'); "
         "assert 'torch' not in sys.modules and 'fairseq' not in sys.modules"
     )
     result = subprocess.run(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fairseq import options
 
-from fairseq_mmt_adv import systems
+from fairseq_mmt_adv.recipes import systems
 from fairseq_mmt_adv.models.cgru_mmt import CGRUMMTConfig
 from fairseq_mmt_adv.recipes import benchmarks, fairseq_steps, preloaded
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fairseq_mmt_adv.text_pipeline import TextPipeline
+from fairseq_mmt_adv.translation.text_pipeline import TextPipeline
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prepare-multi30k.sh"
 SIZES = {

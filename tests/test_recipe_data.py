@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fairseq_mmt_adv.feature_files import VisualFeatureError
+from fairseq_mmt_adv.data.feature_files import VisualFeatureError
 from fairseq_mmt_adv.recipes import features, moses
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_the_link_command_names_the_calling_script(tmp_path: Path) -> None:
 
 
 def test_linking_checks_the_files_without_torch(tmp_path: Path) -> None:
-    # the checks are numpy's (fairseq_mmt_adv.feature_files): prepare-multi30k.sh pays no torch
+    # the checks are numpy's (fairseq_mmt_adv.data.feature_files): prepare-multi30k.sh pays no torch
     argv = [str(item) for job in write_features(tmp_path) for item in job]
     code = (
         "import sys; from fairseq_mmt_adv.recipes import features; "

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from fairseq_mmt_adv.recipes import significance, summary, training_log
-from fairseq_mmt_adv.scoring import ScoringError, tok_lc_bleu
+from fairseq_mmt_adv.evaluation import significance
+from fairseq_mmt_adv.recipes import summary, training_log
+from fairseq_mmt_adv.evaluation.scoring import ScoringError, tok_lc_bleu
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -206,7 +207,8 @@ def test_the_recipes_import_without_fairseq_or_torch() -> None:
     code = (
         "import sys\n"
         "from fairseq_mmt_adv.recipes import benchmarks, fairseq_steps, features, moses, summary\n"
-        "from fairseq_mmt_adv.recipes import bpe, preloaded, significance, training_log\n"
+        "from fairseq_mmt_adv.recipes import bpe, preloaded, training_log\n"
+        "from fairseq_mmt_adv.evaluation import significance\n"
         "assert not {'fairseq', 'torch'} & set(sys.modules), sorted(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from fairseq_mmt_adv import systems
+from fairseq_mmt_adv.recipes import systems
 
 RECIPES = Path(__file__).resolve().parents[1] / "examples" / "multi30k"
 TRAIN = RECIPES / "train.sh"
@@ -386,7 +386,7 @@ def test_experiments_dry_run_decoding_is_an_ensemble_then_scoring() -> None:
                     flag(command, "--gen-subset")
                 )
             )
-    scoring = [line for line in out.splitlines() if "-m fairseq_mmt_adv.scoring" in line]
+    scoring = [line for line in out.splitlines() if "-m fairseq_mmt_adv.evaluation.scoring" in line]
     assert len(scoring) == len(generate) == 4 * 4 + 9 + 4 + 2 * 4 + 4 + 12 * 4
     assert "--references data-bin/en-de/text/test2.de" in " ".join(scoring)
 

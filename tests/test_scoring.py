@@ -1,4 +1,4 @@
-"""fairseq_mmt_adv.scoring: BLEU variants, fairseq-generate parsing, errors and METEOR naming."""
+"""fairseq_mmt_adv.evaluation.scoring: BLEU variants, fairseq-generate parsing, errors and METEOR naming."""
 
 import json
 import os
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
-from fairseq_mmt_adv import scoring
+from fairseq_mmt_adv.evaluation import scoring
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = [
@@ -205,7 +205,7 @@ def test_count_mismatch_names_both_files(
 
 def test_module_imports_without_fairseq() -> None:
     code = (
-        "import sys, fairseq_mmt_adv.scoring; "
+        "import sys, fairseq_mmt_adv.evaluation.scoring; "
         "assert not {'fairseq', 'torch'} & set(sys.modules), sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -214,7 +214,7 @@ def test_module_imports_without_fairseq() -> None:
 def test_cli_module_exit_code(files: dict[str, Path], tmp_path: Path) -> None:
     short = write(tmp_path / "short.txt", HYP[:2])
     proc = subprocess.run(
-        [sys.executable, "-m", "fairseq_mmt_adv.scoring", "--hypotheses", str(short)]
+        [sys.executable, "-m", "fairseq_mmt_adv.evaluation.scoring", "--hypotheses", str(short)]
         + ["--references", str(files["refs"])],
         capture_output=True,
         text=True,

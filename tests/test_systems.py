@@ -1,4 +1,4 @@
-"""fairseq_mmt_adv.systems: the systems defined once (flags, weights, run names, shell form)."""
+"""fairseq_mmt_adv.recipes.systems: the systems defined once (flags, weights, run names, shell form)."""
 
 import argparse
 import dataclasses
@@ -11,7 +11,7 @@ from fairseq import options
 from helpers import PACKAGE_DIR
 
 import fairseq_mmt_adv
-from fairseq_mmt_adv import systems
+from fairseq_mmt_adv.recipes import systems
 from fairseq_mmt_adv.criterions.adversarial_reconstruction import (
     DEFAULT_LAMBDA_R,
     AdversarialReconstructionCriterionConfig,
@@ -149,14 +149,14 @@ def test_errors_name_the_flag(name: str, weights: dict, message: str) -> None:
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess:
-    """``python -S -m fairseq_mmt_adv.systems``: no site-packages, as train.sh runs it."""
-    command = [sys.executable, "-S", "-m", "fairseq_mmt_adv.systems", *argv]
+    """``python -S -m fairseq_mmt_adv.recipes.systems``: no site-packages, as train.sh runs it."""
+    command = [sys.executable, "-S", "-m", "fairseq_mmt_adv.recipes.systems", *argv]
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO)
 
 
 def test_the_module_needs_only_the_standard_library() -> None:
     code = (
-        "import sys, fairseq_mmt_adv.systems as s; s.flags('q-waae'); s.describe(); "
+        "import sys, fairseq_mmt_adv.recipes.systems as s; s.flags('q-waae'); s.describe(); "
         "assert not {'fairseq', 'torch', 'numpy'} & set(sys.modules), sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-S", "-c", code], check=True, cwd=REPO)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fairseq_mmt_adv.text_pipeline import PREPROCESSING_FILE, TextPipeline, main
+from fairseq_mmt_adv.translation.text_pipeline import PREPROCESSING_FILE, TextPipeline, main
 
 
 def test_without_a_preprocessing_file_text_passes_as_it_is(tmp_path):
@@ -48,7 +48,7 @@ def test_a_broken_file_or_missing_codes_are_named(tmp_path):
 
 
 def test_it_imports_without_fairseq_or_torch():
-    code = "import sys, fairseq_mmt_adv.text_pipeline; assert 'fairseq' not in sys.modules"
+    code = "import sys, fairseq_mmt_adv.translation.text_pipeline; assert 'fairseq' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

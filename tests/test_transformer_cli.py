@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import PACKAGE_DIR, SPLIT_SIZES, generate, hypotheses, preprocess, train
 
-from fairseq_mmt_adv.checkpoint_average import average_checkpoints
+from fairseq_mmt_adv.recipes.checkpoint_average import average_checkpoints
 
 # transformer_mmt_tiny made tinier: the CLI plumbing is under test, not the model's quality.
 TINY = shlex.split(

@@ -9,7 +9,7 @@ from fairseq.data import Dictionary
 from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
 from fairseq.sequence_generator import SequenceGenerator
 
-from fairseq_mmt_adv.modules.encoder_fusion import GatedFusion, SelectiveAttentionFusion
+from fairseq_mmt_adv.fusions.encoder import GatedFusion, SelectiveAttentionFusion
 
 VISUAL_DIM = 12
 SMALL = dict(

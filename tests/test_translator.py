@@ -15,11 +15,13 @@ import torch
 from helpers import PACKAGE_DIR, cli_env, generate, hypotheses, preprocess, single_thread, train
 from PIL import Image
 
-from fairseq_mmt_adv import MultimodalTranslator, text_pipeline, translate_cli
-from fairseq_mmt_adv import image_features as imf
-from fairseq_mmt_adv.demo_corpus import generate_demo_corpus
-from fairseq_mmt_adv.text_pipeline import TextPipeline
-from fairseq_mmt_adv.translator import TranslationInputError
+from fairseq_mmt_adv import MultimodalTranslator
+from fairseq_mmt_adv.translation import cli as translate_cli
+from fairseq_mmt_adv.translation import text_pipeline
+from fairseq_mmt_adv.translation import image_features as imf
+from fairseq_mmt_adv.recipes.demo_corpus import generate_demo_corpus
+from fairseq_mmt_adv.translation.text_pipeline import TextPipeline
+from fairseq_mmt_adv.translation.translator import TranslationInputError
 
 DIM = 16
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "extract_features.py"
@@ -389,8 +391,8 @@ def test_translation_on_cuda_equals_the_cpu(demo, multimodal):
 def test_the_demo_ends_with_three_translations_through_the_python_interface(
     demo, multimodal, tmp_path, capsys
 ):
-    """fairseq_mmt_adv.demo_translation, which scripts/run_demo.py calls last."""
-    from fairseq_mmt_adv import demo_translation
+    """fairseq_mmt_adv.recipes.demo_translation, which scripts/run_demo.py calls last."""
+    from fairseq_mmt_adv.recipes import demo_translation
 
     ambig = (demo / "raw" / "test.ambig").read_text().splitlines()
     rows = demo_translation.pick_examples(ambig)

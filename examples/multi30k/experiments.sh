@@ -34,7 +34,7 @@ Stages (default: all, in this order; repeat --stage to pick several):
   decode   for every run above: fairseq-generate --beam B --remove-bpe with the ensemble of its
            seeds' checkpoints (--path a:b:c:d:e; checkpoint_best.pt and B = BEAM for the cGRU,
            checkpoint_avg.pt and B = TRANSFORMER_BEAM for the Transformer) on its test splits,
-           then python -m fairseq_mmt_adv.scoring (tokenized lowercased BLEU, sacreBLEU, chrF,
+           then python -m fairseq_mmt_adv.evaluation.scoring (tokenized lowercased BLEU, sacreBLEU, chrF,
            METEOR)
   seeds    multi_seed.py for the SEEDS systems: per-seed scores, mean +- std, ensemble
   summary  one line per scored ensemble: BLEU (tok, lc), METEOR, sacreBLEU, the seeds' mean +- std
@@ -70,7 +70,7 @@ Environment:
   BATCH_SIZE            decoding batch size (default 64)
   PYTHON                Python with fairseq_mmt_adv (default: the repository's .venv)
   FAIRSEQ_BIN           directory of fairseq-train/-generate (default: next to PYTHON)
-  METEOR_JAR            meteor-1.5.jar for METEOR (see python -m fairseq_mmt_adv.scoring --help)
+  METEOR_JAR            meteor-1.5.jar for METEOR (see python -m fairseq_mmt_adv.evaluation.scoring --help)
 
 Examples:
   examples/multi30k/experiments.sh --dry-run --stage table2
@@ -248,7 +248,7 @@ decode_stage() {
       generate=("$FAIRSEQ_BIN/fairseq-generate" "$data" --user-dir "$REPO/fairseq_mmt_adv"
         --task multimodal_translation --visual-features "$features" --path "$paths"
         --gen-subset "$split" --beam "$beam" --remove-bpe --batch-size "$BATCH_SIZE")
-      score=("$PYTHON" -m fairseq_mmt_adv.scoring --fairseq-generate "$base.txt"
+      score=("$PYTHON" -m fairseq_mmt_adv.evaluation.scoring --fairseq-generate "$base.txt"
         --references "$data/text/$split.$lang" --raw-references "$data/text/$split.raw.$lang"
         --detokenize "$lang" --sacrebleu-lowercase --json)
       printf '# decode %s %s seeds %s on %s\n' "$pair" "$name" "$seeds" "$split"

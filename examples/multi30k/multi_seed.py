@@ -10,7 +10,7 @@ Every checkpoint (a ``.pt`` file, or a directory holding ``--checkpoint-name``, 
 ``checkpoint_best.pt``) is decoded alone, and all of them together as an ensemble
 (``--path a.pt:b.pt:...``), with ``fairseq-generate --beam B --remove-bpe`` on each split. The
 outputs are scored against the tokenized references ``DATA/text/{split}.{lang}`` written by
-``scripts/prepare-multi30k.sh`` with ``fairseq_mmt_adv.scoring``: BLEU is the tokenized,
+``scripts/prepare-multi30k.sh`` with ``fairseq_mmt_adv.evaluation.scoring``: BLEU is the tokenized,
 lowercased BLEU of Multi30K papers (``bleu_tok_lc``), METEOR is METEOR 1.5 when a jar is given
 (``--meteor-jar`` or ``METEOR_JAR``), else unavailable ("-"). The standard deviation is the sample
 standard deviation (n - 1) over seeds.
@@ -39,10 +39,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 try:  # the package's scoring imports neither fairseq nor torch
-    from fairseq_mmt_adv.scoring import ScoringError, parse_fairseq_generate, read_lines, score
+    from fairseq_mmt_adv.evaluation.scoring import ScoringError, parse_fairseq_generate, read_lines, score
 except ImportError:  # a Python without the plugin installed, run from this checkout
     sys.path.insert(0, str(REPO))
-    from fairseq_mmt_adv.scoring import ScoringError, parse_fairseq_generate, read_lines, score
+    from fairseq_mmt_adv.evaluation.scoring import ScoringError, parse_fairseq_generate, read_lines, score
 
 METRICS = ("BLEU", "METEOR")
 ENSEMBLE = "ensemble"

@@ -39,7 +39,7 @@ Options:
                     (default q-waae); ctx-mul = baseline, text-only = baseline-nov.
                     Transformer: transformer-text-only, gated, selective-attn, each alone or
                     with +mse, +q-waae, +g-wgan (e.g. gated+q-waae). The systems and their
-                    flags are fairseq_mmt_adv/systems.py's (python -m fairseq_mmt_adv.systems
+                    flags are fairseq_mmt_adv/recipes/systems.py's (python -m fairseq_mmt_adv.recipes.systems
                     --list)
   --seed N          [SEED] random seed (default 1)
   --lambda-r X      [LAMBDA_R] reconstruction weight (default 0.2 for mse and q-waae, 0 for
@@ -67,7 +67,7 @@ rank 0 averages the Transformer's checkpoints.
 
 Other environment variables:
   FAIRSEQ_BIN   directory of fairseq-train (default: the repository's .venv/bin, else PATH)
-  PYTHON        Python for fairseq_mmt_adv/systems.py, text_pipeline.py (stdlib only) and the
+  PYTHON        Python for fairseq_mmt_adv/recipes/systems.py, text_pipeline.py (stdlib only) and the
                 Transformer's checkpoint averaging (torch); default: the repository's
                 .venv/bin/python, else python3
   USER_DIR      the plugin (default: the repository's fairseq_mmt_adv)
@@ -144,10 +144,10 @@ done
 FEATURES=${FEATURES:-$DATA}
 [[ $SEED =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, not '$SEED'"
 
-# System -> visual fusion, criterion flags and run name (fairseq_mmt_adv/systems.py).
+# System -> visual fusion, criterion flags and run name (fairseq_mmt_adv/recipes/systems.py).
 system_settings() {  # system_settings [--label-smoothing X]: SYSTEM_FLAGS etc. of $SYSTEM
   local settings
-  settings=$(PYTHONPATH=$REPO "$PYTHON" -S -m fairseq_mmt_adv.systems "$SYSTEM" --shell "$@" \
+  settings=$(PYTHONPATH=$REPO "$PYTHON" -S -m fairseq_mmt_adv.recipes.systems "$SYSTEM" --shell "$@" \
     --lambda-r="$LAMBDA_R" --lambda-a="$LAMBDA_A" --noise-dim="$NOISE_DIM" --prog "$PROG") || exit
   eval "$settings"  # SYSTEM FAMILY ARCH_PREFIX BASELINE RUN_NAME SYSTEM_FLAGS
 }
@@ -252,7 +252,7 @@ fi
 mkdir -p "$SAVE_DIR"
 rm -f "$SAVE_DIR/DONE"
 # What translating needs beside the checkpoints: DATA's dictionaries, preprocessing.json, BPE codes
-PYTHONPATH=$REPO "$PYTHON" -S -m fairseq_mmt_adv.text_pipeline copy "$DATA" "$SAVE_DIR" || exit 1
+PYTHONPATH=$REPO "$PYTHON" -S -m fairseq_mmt_adv.translation.text_pipeline copy "$DATA" "$SAVE_DIR" || exit 1
 print_command "${COMMAND[@]}" >"$SAVE_DIR/command.sh"
 printf '[%s] %s seed %s -> %s\n' "$PROG" "$RUN_NAME" "$SEED" "$SAVE_DIR"
 print_command "${COMMAND[@]}"

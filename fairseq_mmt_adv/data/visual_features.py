@@ -1,7 +1,7 @@
 """Image features aligned with the sentences of a split: loading and normalization.
 
 A split ``{split}`` of the ``multimodal_translation`` task reads ``DIR/{split}.npy``, checked by
-:func:`fairseq_mmt_adv.feature_files.checked_feature_file` (what a usable file is: float16 or
+:func:`fairseq_mmt_adv.data.feature_files.checked_feature_file` (what a usable file is: float16 or
 float32, ``(N, D)`` pooled or ``(N, K, D)`` spatial, row ``i`` for sentence ``i``). The file is
 memory-mapped: only the rows of a batch are read.
 """
@@ -9,7 +9,7 @@ memory-mapped: only the rows of a batch are read.
 import numpy as np
 import torch
 
-from fairseq_mmt_adv.feature_files import CHUNK_ROWS, checked_feature_file
+from fairseq_mmt_adv.data.feature_files import CHUNK_ROWS, checked_feature_file
 
 NORMALIZATIONS = ("none", "l2", "standardize")
 

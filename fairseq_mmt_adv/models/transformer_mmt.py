@@ -1,7 +1,7 @@
 """Transformer multimodal translation models (``--arch transformer_mmt``, ``transformer_mmt_tiny``).
 
 fairseq's own Transformer, with the image fused into the encoder output (``--visual-fusion``,
-see :mod:`fairseq_mmt_adv.modules.encoder_fusion`): ``gated`` (Wu et al., 2021),
+see :mod:`fairseq_mmt_adv.fusions.encoder`): ``gated`` (Wu et al., 2021),
 ``selective-attn`` (Li et al., 2022) or ``none``, the text-only model on the same code path,
 which computes what fairseq's ``transformer`` computes with the same weights. The decoder also
 returns hT (``extra["final_hidden"]``), each sentence's top-layer state at its last real target
@@ -27,7 +27,7 @@ from torch import Tensor
 
 from fairseq_mmt_adv.models.final_hidden import last_real_state
 from fairseq_mmt_adv.models.missing_image import missing_image_error
-from fairseq_mmt_adv.modules.encoder_fusion import ENCODER_FUSIONS, build_encoder_fusion
+from fairseq_mmt_adv.fusions.encoder import ENCODER_FUSIONS, build_encoder_fusion
 
 
 @dataclass

@@ -13,5 +13,5 @@ call these functions (or their ``python -m`` commands) rather than hold Python o
   the best validation BLEU of a training log.
 
 None imports fairseq or torch at import time (the systems themselves are
-:mod:`fairseq_mmt_adv.systems`).
+:mod:`fairseq_mmt_adv.recipes.systems`).
 """

@@ -2,14 +2,14 @@
 
 * ``lstm``: fairseq's own ``lstm`` at the sizes of ``cgru_mmt`` (embeddings 256, hidden 512,
   bidirectional encoder, dropout 0.3), plain ``translation``: the reference the ratios are to;
-* ``cgru``: the paper's baseline (``fairseq_mmt_adv.systems.BASELINES["cgru"]``, ``cgru_mmt``),
+* ``cgru``: the paper's baseline (``fairseq_mmt_adv.recipes.systems.BASELINES["cgru"]``, ``cgru_mmt``),
   ``cgru-reference`` the same with the step-by-step decoder (``--cgru-implementation
-  reference``), ``cgru+MODE`` the system ``MODE`` of ``fairseq_mmt_adv.systems`` (``mse``,
+  reference``), ``cgru+MODE`` the system ``MODE`` of ``fairseq_mmt_adv.recipes.systems`` (``mse``,
   ``q-waae``, ``g-wgan``);
 * ``transformer``: fairseq's own ``transformer`` at the sizes of ``transformer_mmt_tiny`` (4 + 4
   layers, embeddings 128, FFN 256, 4 heads, dropout 0.3), plain ``translation``: the reference of
   the Transformer family; ``transformer-text-only``, ``gated``, ``selective-attn`` and
-  ``gated+q-waae`` the systems of those names in ``fairseq_mmt_adv.systems`` on
+  ``gated+q-waae`` the systems of those names in ``fairseq_mmt_adv.recipes.systems`` on
   ``transformer_mmt_tiny``.
 
 The stock systems (:data:`STOCK`) run on ``translation``'s batches of the same data: the
@@ -20,7 +20,7 @@ Every system trains with :data:`OPTIMIZATION` (the paper's Adam and clipping).
 
 from pathlib import Path
 
-from fairseq_mmt_adv import systems
+from fairseq_mmt_adv.recipes import systems
 from fairseq_mmt_adv.recipes.fairseq_steps import USER_DIR
 
 # cgru_mmt's sizes (Appendix A) for fairseq's lstm

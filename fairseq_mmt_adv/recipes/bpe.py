@@ -2,7 +2,7 @@
 split and language in one process, the files in parallel, instead of a ``subword-nmt apply-bpe``
 process per file. Each line goes through the same ``BPE.process_line`` as in subword-nmt's
 command, with the codes loaded as the translator loads them
-(:func:`fairseq_mmt_adv.text_pipeline.load_bpe`).
+(:func:`fairseq_mmt_adv.translation.text_pipeline.load_bpe`).
 
     python -m fairseq_mmt_adv.recipes.bpe [--workers N] CODES IN OUT [CODES IN OUT ...]
 
@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from multiprocessing import Pool
 
-from fairseq_mmt_adv.command_line import file_triples, report_errors
-from fairseq_mmt_adv.text_pipeline import load_bpe
+from fairseq_mmt_adv.recipes.command_line import file_triples, report_errors
+from fairseq_mmt_adv.translation.text_pipeline import load_bpe
 
 JOBS = "CODES IN OUT"  # the files of one job
 PROG = "python -m fairseq_mmt_adv.recipes.bpe"

@@ -2,7 +2,7 @@
 check.
 
 * :func:`link_features` (``scripts/prepare-multi30k.sh --features``): each split's file is
-  checked by the task's own rules (``fairseq_mmt_adv.feature_files.checked_feature_file``: a
+  checked by the task's own rules (``fairseq_mmt_adv.data.feature_files.checked_feature_file``: a
   readable ``.npy`` of float16 or float32, shape ``(N, D)`` or ``(N, K, D)``, one row per
   sentence, every value finite) and by the train split's row shape, then linked as
   ``OUT/{split}.npy``; a float64 file is converted to a float32 copy instead (and that copy
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fairseq_mmt_adv.command_line import file_triples, report_errors
-from fairseq_mmt_adv.feature_files import VisualFeatureError, checked_feature_file
+from fairseq_mmt_adv.recipes.command_line import file_triples, report_errors
+from fairseq_mmt_adv.data.feature_files import VisualFeatureError, checked_feature_file
 
 JOBS = "SOURCE TARGET ROWS"  # the files of one job
 PROG = "python -m fairseq_mmt_adv.recipes.features"

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from multiprocessing import Pool
 from pathlib import Path
 
-from fairseq_mmt_adv.command_line import file_triples, report_errors
+from fairseq_mmt_adv.recipes.command_line import file_triples, report_errors
 
 JOBS = "IN.gz OUT LANG"  # the files of one job
 PROG = "python -m fairseq_mmt_adv.recipes.moses"

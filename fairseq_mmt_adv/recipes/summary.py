@@ -5,15 +5,15 @@
     python -m fairseq_mmt_adv.recipes.summary table RESULTS BEAM [BEAM ...] [--data PAIR=DIR ...]
     python -m fairseq_mmt_adv.recipes.summary best-bleu TRAIN_LOG
 
-* ``score-line``: ``BLEU x METEOR y`` of one ``python -m fairseq_mmt_adv.scoring --json`` output;
+* ``score-line``: ``BLEU x METEOR y`` of one ``python -m fairseq_mmt_adv.evaluation.scoring --json`` output;
 * ``table``: one row per ``RESULTS/PAIR/RUN/seedsS/beamB.ensemble.SPLIT.json`` (the decode
   stage's layout) of the given beams: the ensemble's BLEU (tokenized, lowercased), METEOR and
   sacreBLEU; the seeds' single-model BLEU as mean +- std (``beamB.seeds.json`` of
   ``multi_seed.py``, the seeds stage); and the comparison with the baseline of the run's family
-  (``fairseq_mmt_adv.systems.BASELINES``: ``baseline`` for the cGRU systems,
+  (``fairseq_mmt_adv.recipes.systems.BASELINES``: ``baseline`` for the cGRU systems,
   ``transformer-text-only`` for the Transformer ones) on the same split and beam: the BLEU
   difference of the ensembles and its p-value by paired bootstrap resampling
-  (``fairseq_mmt_adv.recipes.significance``), which needs the references
+  (``fairseq_mmt_adv.evaluation.significance``), which needs the references
   ``DIR/text/SPLIT.LANG`` of ``--data PAIR=DIR``;
 * ``best-bleu``: ``N epochs, best valid BLEU x`` of a fairseq-train JSON log.
 """
@@ -26,10 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fairseq_mmt_adv import systems
-from fairseq_mmt_adv.recipes.significance import N_SAMPLES, paired_bootstrap_files
+from fairseq_mmt_adv.recipes import systems
+from fairseq_mmt_adv.evaluation.significance import N_SAMPLES, paired_bootstrap_files
 from fairseq_mmt_adv.recipes.training_log import best_valid_bleu
-from fairseq_mmt_adv.scoring import ScoringError
+from fairseq_mmt_adv.evaluation.scoring import ScoringError
 
 
 def _meteor(scores: dict) -> str:
@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(best_bleu_line(args.log))
     except KeyError as err:
         why = (
-            f"a JSON file lacks the key {err}: give python -m fairseq_mmt_adv.scoring --json output"
+            f"a JSON file lacks the key {err}: give python -m fairseq_mmt_adv.evaluation.scoring --json output"
         )
         parser.exit(1, f"{parser.prog} {args.command}: error: {why}\n")
     except (OSError, ValueError, ScoringError) as err:

@@ -11,7 +11,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
-from fairseq_mmt_adv.checkpoint_compat import read_task_state
+from fairseq_mmt_adv.checkpoints.loading import read_task_state
 from fairseq_mmt_adv.data.multimodal_language_pair_dataset import MultimodalLanguagePairDataset
 from fairseq_mmt_adv.data.visual_features import (
     NORMALIZATIONS,
@@ -19,7 +19,7 @@ from fairseq_mmt_adv.data.visual_features import (
     VisualFeatureDataset,
     feature_statistics,
 )
-from fairseq_mmt_adv.feature_files import (
+from fairseq_mmt_adv.data.feature_files import (
     VisualFeatureError,
     describe_shape,
     feature_path,
@@ -175,7 +175,7 @@ class MultimodalTranslationTask(TranslationTask):
         by scripts/extract_features.py); None when unknown."""
         if self._decoding_state:
             return None  # a checkpoint written before the extractor was recorded
-        from fairseq_mmt_adv import image_features
+        from fairseq_mmt_adv.translation import image_features
 
         return image_features.read_description(self._train_path())
 

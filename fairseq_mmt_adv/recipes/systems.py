@@ -11,7 +11,7 @@ A *system* is a visual fusion of a model family plus an optional reconstruction 
   weights (``--lambda-r``, ``--lambda-a``, ``--noise-dim``) and, for the two adversarial modes,
   the critic's settings of the paper (section 5.1).
 
-Named systems (``SYSTEMS``; ``python -m fairseq_mmt_adv.systems --list``):
+Named systems (``SYSTEMS``; ``python -m fairseq_mmt_adv.recipes.systems --list``):
 
 * cGRU: ``text-only`` (fusion none), ``ctx-mul`` (the paper's baseline), ``mse``, ``q-waae``,
   ``g-wgan`` (ctx-mul with that mode) and ``mse-nov``, ``q-waae-nov``, ``g-wgan-nov`` (fusion
@@ -27,7 +27,7 @@ label smoothing included: ``flags(name, label_smoothing=X)`` gives both criteria
 ``--label-smoothing X`` (default: none for NLL, which is smoothing 0, the paper's L_Q).
 
 This module needs only the standard library, so that shell scripts can call it fast
-(``python -S -m fairseq_mmt_adv.systems``, see ``main``).
+(``python -S -m fairseq_mmt_adv.recipes.systems``, see ``main``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 
-from fairseq_mmt_adv.command_line import report_errors
+from fairseq_mmt_adv.recipes.command_line import report_errors
 
 RECONSTRUCTIONS = ("mse", "q-waae", "g-wgan")
 ADVERSARIAL = ("q-waae", "g-wgan")
@@ -225,7 +225,7 @@ def describe() -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m fairseq_mmt_adv.systems",
+        prog="python -m fairseq_mmt_adv.recipes.systems",
         description="Print the fairseq-train flags of SYSTEM, one per line, or with --shell as "
         "bash assignments (SYSTEM, FAMILY, ARCH_PREFIX, BASELINE, RUN_NAME, SYSTEM_FLAGS=(...)).",
     )

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 import fairseq_mmt_adv
-from fairseq_mmt_adv.translator import (
+from fairseq_mmt_adv.translation.translator import (
     MultimodalTranslator,
     TranslationInputError,
     checkpoint_directory,
@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, flag, None) is not None:
             raise TranslationInputError(
                 f"--{flag}: the translator applies the steps of DATA/preprocessing.json (python "
-                f"-m fairseq_mmt_adv.text_pipeline write), not fairseq's; drop --{flag}"
+                f"-m fairseq_mmt_adv.translation.text_pipeline write), not fairseq's; drop --{flag}"
             )
     captions, images = read_inputs(args.input)  # the input's errors first: they are cheap
     features = None

@@ -10,9 +10,9 @@ text goes in and comes out as it is.
 Two commands keep model directories complete (``MultimodalTranslator.from_pretrained(DIR)``
 needs nothing else)::
 
-    python -m fairseq_mmt_adv.text_pipeline write DATA --source-lang en --target-lang de \\
+    python -m fairseq_mmt_adv.translation.text_pipeline write DATA --source-lang en --target-lang de \\
         --lowercase --tokenizer moses --bpe-codes bpe/codes
-    python -m fairseq_mmt_adv.text_pipeline copy DATA SAVE_DIR
+    python -m fairseq_mmt_adv.translation.text_pipeline copy DATA SAVE_DIR
 
 ``write`` records the steps in ``DATA/preprocessing.json`` (``scripts/prepare-multi30k.sh`` runs
 it); ``copy`` puts the dictionaries, ``preprocessing.json`` and the BPE codes of DATA beside the
@@ -161,7 +161,7 @@ def copy_for_translation(data: str | Path, destination: str | Path) -> list[Path
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m fairseq_mmt_adv.text_pipeline",
+        prog="python -m fairseq_mmt_adv.translation.text_pipeline",
         description="Record a data directory's preprocessing, or copy what translating needs.",
     )
     commands = parser.add_subparsers(dest="command", required=True)

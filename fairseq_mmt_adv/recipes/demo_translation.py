@@ -7,7 +7,7 @@ the test split's features, given with ``features=`` (as features extracted befor
 three captions are chosen to show the image at work: the same ambiguous English noun in two
 scenes (whose German nouns differ), and a third noun.
 
-    python -m fairseq_mmt_adv.demo_translation demo-run [--system ctx-mul]
+    python -m fairseq_mmt_adv.recipes.demo_translation demo-run [--system ctx-mul]
 """
 
 import argparse
@@ -65,7 +65,7 @@ def translate_examples(
     by the model in ``model_dir`` with their features; each with its scene and reference."""
     import numpy as np
 
-    from fairseq_mmt_adv.translator import MultimodalTranslator
+    from fairseq_mmt_adv.translation.translator import MultimodalTranslator
 
     corpus = Path(corpus)
     raw = corpus / "raw"
@@ -104,7 +104,7 @@ def report(out: Path, systems: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fairseq_mmt_adv.demo_translation", description=__doc__.split("\n\n")[0]
+        prog="python -m fairseq_mmt_adv.recipes.demo_translation", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("out", type=Path, help="the demo's directory (scripts/run_demo.py --out)")
     parser.add_argument("--system", default="ctx-mul", help="the trained system (ctx-mul)")

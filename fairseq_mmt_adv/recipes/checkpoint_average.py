@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from fairseq_mmt_adv.checkpoint_compat import EPOCH_CHECKPOINT  # and torch >= 2.6 loads fairseq's
+from fairseq_mmt_adv.checkpoints.loading import EPOCH_CHECKPOINT  # and torch >= 2.6 loads fairseq's
 
 # The configuration sections that make two checkpoints different systems.
 COMPARED_SECTIONS = ("model", "criterion")

@@ -7,7 +7,7 @@ its baseline's on the same test set: sacreBLEU's ``PairedTest`` (``test_type="bs
 difference: the probability of a difference at least as large if both systems were equally good.
 p < 0.05 tells a gain from noise; p near 1, no evidence of a difference.
 
-BLEU is the tokenized, lowercased BLEU of Multi30K papers (``fairseq_mmt_adv.scoring.tok_lc_bleu``,
+BLEU is the tokenized, lowercased BLEU of Multi30K papers (``fairseq_mmt_adv.evaluation.scoring.tok_lc_bleu``,
 the ``bleu_tok_lc`` of the scorer), on tokenized hypotheses with BPE removed.
 
 One correction: sacreBLEU 2.6 counts the resampled differences strictly larger than the observed
@@ -21,8 +21,8 @@ prints it beside the p-value as mean +- std over seeds.
 ``bootstrap_interval`` is the one-system form: the 95 % confidence interval of a BLEU over the
 same resamples, to tell whether a published figure lies within a run's test-set noise.
 
-    python -m fairseq_mmt_adv.recipes.significance interval OUT --references REF
-    python -m fairseq_mmt_adv.recipes.significance paired BASELINE_OUT SYSTEM_OUT --references REF
+    python -m fairseq_mmt_adv.evaluation.significance interval OUT --references REF
+    python -m fairseq_mmt_adv.evaluation.significance paired BASELINE_OUT SYSTEM_OUT --references REF
 
 (OUT: fairseq-generate outputs, decoded with ``--remove-bpe``; REF: tokenized references.)
 """
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fairseq_mmt_adv.scoring import check_count, parse_fairseq_generate, read_lines, tok_lc_bleu
+from fairseq_mmt_adv.evaluation.scoring import check_count, parse_fairseq_generate, read_lines, tok_lc_bleu
 
 N_SAMPLES = 1000  # sacreBLEU's default number of bootstrap resamples
 
@@ -129,7 +129,7 @@ def bootstrap_interval(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fairseq_mmt_adv.recipes.significance")
+    parser = argparse.ArgumentParser(prog="python -m fairseq_mmt_adv.evaluation.significance")
     commands = parser.add_subparsers(dest="command", required=True)
     interval = commands.add_parser("interval", help="a BLEU and its 95 %% bootstrap interval")
     interval.add_argument("output", help="fairseq-generate output (--remove-bpe)")

@@ -2,10 +2,10 @@
 
 Usage::
 
-    python -m fairseq_mmt_adv.scoring --fairseq-generate gen.out \\
+    python -m fairseq_mmt_adv.evaluation.scoring --fairseq-generate gen.out \\
         --references OUT/text/test.de [--raw-references OUT/text/test.raw.de --detokenize de] \\
         [--remove-bpe] [--meteor-jar meteor-1.5.jar] [--json]
-    python -m fairseq_mmt_adv.scoring --hypotheses hyp.txt --references OUT/text/test.de
+    python -m fairseq_mmt_adv.evaluation.scoring --hypotheses hyp.txt --references OUT/text/test.de
 
 ``OUT/text`` is written by ``scripts/prepare-multi30k.sh``: ``{split}.{lang}`` holds the tokenized
 lowercased references, ``{split}.raw.{lang}`` the untokenized ones.
@@ -348,7 +348,7 @@ def format_report(scores: Scores, hyp_name: str, ref_name: str) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m fairseq_mmt_adv.scoring",
+        prog="python -m fairseq_mmt_adv.evaluation.scoring",
         description="Score translations: sacreBLEU, tokenized lowercased BLEU, chrF and METEOR.",
     )
     source = parser.add_mutually_exclusive_group(required=True)

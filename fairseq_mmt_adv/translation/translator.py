@@ -3,7 +3,7 @@
 Built on fairseq's hub interface (:class:`fairseq.hub_utils.GeneratorHubInterface`): the same
 checkpoints, dictionaries and ``SequenceGenerator`` as ``fairseq-generate``, with each batch's
 raw image features added to its ``net_input`` (the task normalizes them as in training), and
-the data directory's own preprocessing (:mod:`fairseq_mmt_adv.text_pipeline`) in place of
+the data directory's own preprocessing (:mod:`fairseq_mmt_adv.translation.text_pipeline`) in place of
 fairseq's tokenizer and BPE::
 
     from fairseq_mmt_adv import MultimodalTranslator
@@ -11,7 +11,7 @@ fairseq's tokenizer and BPE::
     translator.translate(["A dog runs on the beach."], images=["dog.jpg"])
 
 Images become features with the extractor that made the training features
-(:mod:`fairseq_mmt_adv.image_features`, recorded in the checkpoint); ``features=`` takes
+(:mod:`fairseq_mmt_adv.translation.image_features`, recorded in the checkpoint); ``features=`` takes
 features made beforehand. A text-only model (``--visual-fusion none``) needs neither.
 """
 
@@ -24,8 +24,8 @@ import torch
 from fairseq import hub_utils
 
 import fairseq_mmt_adv
-from fairseq_mmt_adv.feature_files import describe_shape
-from fairseq_mmt_adv.text_pipeline import TextPipeline, dictionaries
+from fairseq_mmt_adv.data.feature_files import describe_shape
+from fairseq_mmt_adv.translation.text_pipeline import TextPipeline, dictionaries
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def data_directory(model_dir: Path, data_name_or_path: str) -> Path:
         raise FileNotFoundError(
             f"{data} has no fairseq dictionaries (dict.LANG.txt): give data_name_or_path= the "
             f"fairseq-preprocess directory, or copy it beside the checkpoints with: python -m "
-            f"fairseq_mmt_adv.text_pipeline copy DATA {model_dir}"
+            f"fairseq_mmt_adv.translation.text_pipeline copy DATA {model_dir}"
         )
     return data.resolve()
 
@@ -193,7 +193,7 @@ class MultimodalTranslator(hub_utils.GeneratorHubInterface):
 
     def extract(self, images) -> np.ndarray:
         """Features of ``images`` from the extractor the training features came from."""
-        from fairseq_mmt_adv import image_features
+        from fairseq_mmt_adv.translation import image_features
 
         trained = self.task.state.visual_feature_extractor
         if trained is None:

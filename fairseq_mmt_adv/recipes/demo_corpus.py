@@ -7,7 +7,7 @@ the sentence's feature vector, and each sense makes up half of the sentences, so
 gets about half of the ambiguous nouns right while a model that uses the image can get all of
 them. Everything else in a sentence is predictable from its English side.
 
-Usage: ``python -m fairseq_mmt_adv.demo_corpus OUT_DIR [--seed N] [--train N] [--valid N]
+Usage: ``python -m fairseq_mmt_adv.recipes.demo_corpus OUT_DIR [--seed N] [--train N] [--valid N]
 [--test N] [--feature-dim D] [--dtype float32|float16]``. This module uses only numpy and the
 standard library.
 
@@ -328,7 +328,7 @@ def _readme_text(sizes: dict[str, int], seed: int, feature_dim: int, dtype: str)
     senses = "\n".join(
         f"  {a.english}: {_nouns(a)} ({a.scene}) / {_nouns(b)} ({b.scene})" for a, b in SENSES
     )
-    return f"""Visually grounded English->German demo corpus (fairseq_mmt_adv.demo_corpus).
+    return f"""Visually grounded English->German demo corpus (fairseq_mmt_adv.recipes.demo_corpus).
 
 Generated with seed {seed}; sentences: {split_sizes}; features: {feature_dim} dims, {dtype}.
 

@@ -1,0 +1,1 @@
+"""Evaluation: scoring (BLEU, chrF, METEOR) and significance (paired bootstrap)."""

@@ -1,0 +1,1 @@
+"""Visual fusions: how the image feature enters a model."""
