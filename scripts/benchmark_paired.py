@@ -40,11 +40,8 @@ import torch
 from fairseq import optim, options, tasks, utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-import fairseq_mmt_adv
 from fairseq_mmt_adv.recipes.benchmarks import SYSTEMS, train_flags
 from fairseq_mmt_adv.recipes.fairseq_steps import prepare_demo_corpus
-
-fairseq_mmt_adv.register()
 
 Measure = Callable[[int], float]  # round -> seconds
 

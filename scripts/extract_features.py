@@ -8,7 +8,8 @@
 Row ``i`` of the output is the image on line ``i`` of the split file (COCO lines such as
 ``COCO_val2014_000000391895.jpg#2`` name the file before ``#``). The network, preprocessing and
 layers (``pool5``: ``(N, 2048)``; ``res4f``: ``(N, 196, 1024)``) are those of
-:mod:`fairseq_mmt_adv.translation.image_features`, which the translator uses on new images too. When the
+:mod:`fairseq_mmt_adv.translation.image_features`, which the translator uses on new images
+too. When the
 file is complete, ``OUT.extractor.json`` beside it says what made it (layer, weights and their
 sha256, dtype); training records it in the checkpoint, so that translating new images uses the
 same extractor.

@@ -1,12 +1,12 @@
 """The main job on the embedded demo corpus: train, decode and score every system on CPU.
 
-Generates the grounded demo corpus (``fairseq_mmt_adv.recipes.demo_corpus``), binarizes it with stock
+Generates the grounded demo corpus (``recipes.demo_corpus``), binarizes it with stock
 ``fairseq-preprocess``, trains each system with stock ``fairseq-train --user-dir
 fairseq_mmt_adv``, decodes the test split with ``fairseq-generate`` (beam 5) and prints one
 table: BLEU, METEOR (exact+stem unless a full METEOR 1.5 jar is given by ``METEOR_JAR``) and the
 accuracy on the scene-ambiguous words, which only the image disambiguates.
 
-The systems come from ``fairseq_mmt_adv.recipes.systems``: the cGRU family's on ``cgru_mmt_small`` and
+The systems come from ``recipes.systems``: the cGRU family's on ``cgru_mmt_small`` and
 three of the Transformer family's on ``transformer_mmt_tiny`` with 2 + 2 layers
 (:data:`TRAINING` holds each family's demo settings).
 
@@ -22,10 +22,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from fairseq_mmt_adv.recipes import demo_translation
+from fairseq_mmt_adv.evaluation.scoring import parse_fairseq_generate, read_lines, score
+from fairseq_mmt_adv.recipes import demo_translation, preloaded
 from fairseq_mmt_adv.recipes import systems as mmt_systems
 from fairseq_mmt_adv.recipes.demo_corpus import DEFAULT_SIZES, ambiguous_word_accuracy
-from fairseq_mmt_adv.recipes import preloaded
 from fairseq_mmt_adv.recipes.fairseq_steps import (
     USER_DIR,
     DemoCorpus,
@@ -33,7 +33,6 @@ from fairseq_mmt_adv.recipes.fairseq_steps import (
     prepare_demo_corpus,
     run_logged,
 )
-from fairseq_mmt_adv.evaluation.scoring import parse_fairseq_generate, read_lines, score
 
 # The cGRU family's systems but the "no v" ablations of the reconstruction modes: text-only,
 # ctx-mul, mse, q-waae, g-wgan.

@@ -19,8 +19,6 @@ from fairseq_cli import train as train_cli
 
 import fairseq_mmt_adv
 
-fairseq_mmt_adv.register()
-
 PACKAGE_DIR = os.path.dirname(fairseq_mmt_adv.__file__)
 BIN_DIR = Path(sys.executable).parent
 SPLIT_SIZES = {"train": 100, "valid": 37, "test": 61}  # not multiples of 8 on purpose
@@ -29,6 +27,11 @@ FEATURE_DIM = 16
 # does: a DataLoader worker process, fairseq's default, is shut down when its iterator is
 # collected, and that waits up to 5 s (torch's MP_STATUS_CHECK_INTERVAL) for each iterator.
 IN_PROCESS = ("--cpu", "--num-workers", "0")
+# Python that fails unless the plugin's architectures are registered with fairseq
+REGISTERED = (
+    "from fairseq.models import ARCH_MODEL_REGISTRY as A; "
+    "assert 'cgru_mmt' in A and 'transformer_mmt' in A, 'the plugin is not registered'"
+)
 
 
 def fairseq_cli(name: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REGISTERED
 
 from fairseq_mmt_adv.recipes import demo_corpus as dc
 
@@ -220,7 +221,7 @@ def test_cli_float16(tmp_path: Path) -> None:
     script = (
         "import runpy, sys; sys.argv = sys.argv[1:]; "
         "runpy.run_module('fairseq_mmt_adv.recipes.demo_corpus', run_name='__main__'); "
-        "assert 'torch' not in sys.modules and 'fairseq' not in sys.modules"
+        f"{REGISTERED}"
     )
     result = subprocess.run(
         [sys.executable, "-c", script, "demo_corpus", str(out), *args, "--dtype", "float16"],

@@ -13,9 +13,9 @@ from helpers import SPLIT_SIZES, cli_env, task_flags
 from helpers import generate as generate_cli
 from helpers import train as train_cli
 
+from fairseq_mmt_adv.data.feature_files import VisualFeatureError
 from fairseq_mmt_adv.recipes.checkpoint_average import AveragingError, average_checkpoints
 from fairseq_mmt_adv.recipes.demo_corpus import DEFAULT_SIZES
-from fairseq_mmt_adv.data.feature_files import VisualFeatureError
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))

@@ -1,4 +1,4 @@
-"""scripts/extract_features.py and fairseq_mmt_adv.translation.image_features: ResNet-50 features in split
+"""scripts/extract_features.py and translation.image_features: ResNet-50 features in split
 order, resumable, described beside the file, the same from the library; clear errors.
 
 Forward passes use --random-weights on a handful of small generated images (about 0.2 s each).
@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fairseq_mmt_adv.translation import image_features as imf
 from fairseq_mmt_adv.data.feature_files import check_finite, open_feature_file
+from fairseq_mmt_adv.translation import image_features as imf
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "extract_features.py"
 _spec = importlib.util.spec_from_file_location("extract_features", SCRIPT)

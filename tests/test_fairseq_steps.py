@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from fairseq import options
 
-from fairseq_mmt_adv.recipes import systems
 from fairseq_mmt_adv.models.cgru_mmt import CGRUMMTConfig
-from fairseq_mmt_adv.recipes import benchmarks, fairseq_steps, preloaded
+from fairseq_mmt_adv.recipes import benchmarks, fairseq_steps, preloaded, systems
 
 
 def test_run_logged_writes_the_log_and_limits_threads(tmp_path: Path) -> None:

@@ -16,10 +16,10 @@ from helpers import PACKAGE_DIR, cli_env, generate, hypotheses, preprocess, sing
 from PIL import Image
 
 from fairseq_mmt_adv import MultimodalTranslator
-from fairseq_mmt_adv.translation import cli as translate_cli
-from fairseq_mmt_adv.translation import text_pipeline
-from fairseq_mmt_adv.translation import image_features as imf
 from fairseq_mmt_adv.recipes.demo_corpus import generate_demo_corpus
+from fairseq_mmt_adv.translation import cli as translate_cli
+from fairseq_mmt_adv.translation import image_features as imf
+from fairseq_mmt_adv.translation import text_pipeline
 from fairseq_mmt_adv.translation.text_pipeline import TextPipeline
 from fairseq_mmt_adv.translation.translator import TranslationInputError
 

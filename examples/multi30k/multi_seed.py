@@ -39,10 +39,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 try:  # the package's scoring imports neither fairseq nor torch
-    from fairseq_mmt_adv.evaluation.scoring import ScoringError, parse_fairseq_generate, read_lines, score
+    from fairseq_mmt_adv.evaluation.scoring import (
+        ScoringError,
+        parse_fairseq_generate,
+        read_lines,
+        score,
+    )
 except ImportError:  # a Python without the plugin installed, run from this checkout
     sys.path.insert(0, str(REPO))
-    from fairseq_mmt_adv.evaluation.scoring import ScoringError, parse_fairseq_generate, read_lines, score
+    from fairseq_mmt_adv.evaluation.scoring import (
+        ScoringError,
+        parse_fairseq_generate,
+        read_lines,
+        score,
+    )
 
 METRICS = ("BLEU", "METEOR")
 ENSEMBLE = "ensemble"

@@ -147,7 +147,7 @@ FEATURES=${FEATURES:-$DATA}
 # System -> visual fusion, criterion flags and run name (fairseq_mmt_adv/recipes/systems.py).
 system_settings() {  # system_settings [--label-smoothing X]: SYSTEM_FLAGS etc. of $SYSTEM
   local settings
-  settings=$(PYTHONPATH=$REPO "$PYTHON" -S -m fairseq_mmt_adv.recipes.systems "$SYSTEM" --shell "$@" \
+  settings=$(PYTHONPATH=$REPO "$PYTHON" -m fairseq_mmt_adv.recipes.systems "$SYSTEM" --shell "$@" \
     --lambda-r="$LAMBDA_R" --lambda-a="$LAMBDA_A" --noise-dim="$NOISE_DIM" --prog "$PROG") || exit
   eval "$settings"  # SYSTEM FAMILY ARCH_PREFIX BASELINE RUN_NAME SYSTEM_FLAGS
 }
@@ -252,7 +252,7 @@ fi
 mkdir -p "$SAVE_DIR"
 rm -f "$SAVE_DIR/DONE"
 # What translating needs beside the checkpoints: DATA's dictionaries, preprocessing.json, BPE codes
-PYTHONPATH=$REPO "$PYTHON" -S -m fairseq_mmt_adv.translation.text_pipeline copy "$DATA" "$SAVE_DIR" || exit 1
+PYTHONPATH=$REPO "$PYTHON" -m fairseq_mmt_adv.translation.text_pipeline copy "$DATA" "$SAVE_DIR" || exit 1
 print_command "${COMMAND[@]}" >"$SAVE_DIR/command.sh"
 printf '[%s] %s seed %s -> %s\n' "$PROG" "$RUN_NAME" "$SEED" "$SAVE_DIR"
 print_command "${COMMAND[@]}"

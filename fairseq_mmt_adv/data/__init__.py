@@ -1,7 +1,7 @@
 """Image features aligned with sentences (:mod:`.visual_features`, numpy and torch only) and the
 dataset that adds them to fairseq's batches (:mod:`.multimodal_language_pair_dataset`)."""
 
-from fairseq_mmt_adv.data.visual_features import FeatureNormalizer, VisualFeatureDataset
 from fairseq_mmt_adv.data.feature_files import VisualFeatureError
+from fairseq_mmt_adv.data.visual_features import FeatureNormalizer, VisualFeatureDataset
 
 __all__ = ["FeatureNormalizer", "VisualFeatureDataset", "VisualFeatureError"]

@@ -7,7 +7,7 @@ its baseline's on the same test set: sacreBLEU's ``PairedTest`` (``test_type="bs
 difference: the probability of a difference at least as large if both systems were equally good.
 p < 0.05 tells a gain from noise; p near 1, no evidence of a difference.
 
-BLEU is the tokenized, lowercased BLEU of Multi30K papers (``fairseq_mmt_adv.evaluation.scoring.tok_lc_bleu``,
+BLEU is the tokenized, lowercased BLEU of Multi30K papers (``evaluation.scoring.tok_lc_bleu``,
 the ``bleu_tok_lc`` of the scorer), on tokenized hypotheses with BPE removed.
 
 One correction: sacreBLEU 2.6 counts the resampled differences strictly larger than the observed
@@ -22,7 +22,8 @@ prints it beside the p-value as mean +- std over seeds.
 same resamples, to tell whether a published figure lies within a run's test-set noise.
 
     python -m fairseq_mmt_adv.evaluation.significance interval OUT --references REF
-    python -m fairseq_mmt_adv.evaluation.significance paired BASELINE_OUT SYSTEM_OUT --references REF
+    python -m fairseq_mmt_adv.evaluation.significance paired BASELINE_OUT SYSTEM_OUT \
+        --references REF
 
 (OUT: fairseq-generate outputs, decoded with ``--remove-bpe``; REF: tokenized references.)
 """
@@ -35,7 +36,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fairseq_mmt_adv.evaluation.scoring import check_count, parse_fairseq_generate, read_lines, tok_lc_bleu
+from fairseq_mmt_adv.evaluation.scoring import (
+    check_count,
+    parse_fairseq_generate,
+    read_lines,
+    tok_lc_bleu,
+)
 
 N_SAMPLES = 1000  # sacreBLEU's default number of bootstrap resamples
 

@@ -33,10 +33,10 @@ from torch import Tensor, nn
 from torch.nn import Linear
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from fairseq_mmt_adv.fusions.context import VISUAL_FUSIONS, build_visual_fusion
 from fairseq_mmt_adv.models.cgru_steps import CGRU_IMPLEMENTATIONS, build_steps
 from fairseq_mmt_adv.models.final_hidden import last_real_state
 from fairseq_mmt_adv.models.missing_image import missing_image_error
-from fairseq_mmt_adv.fusions.context import VISUAL_FUSIONS, build_visual_fusion
 
 DEFAULT_MAX_POSITIONS = int(1e5)
 DECODER_INITS = ("mean-ctx", "zero")

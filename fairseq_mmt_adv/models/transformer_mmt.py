@@ -25,9 +25,9 @@ from fairseq.models.transformer import (
 )
 from torch import Tensor
 
+from fairseq_mmt_adv.fusions.encoder import ENCODER_FUSIONS, build_encoder_fusion
 from fairseq_mmt_adv.models.final_hidden import last_real_state
 from fairseq_mmt_adv.models.missing_image import missing_image_error
-from fairseq_mmt_adv.fusions.encoder import ENCODER_FUSIONS, build_encoder_fusion
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 * ``lstm``: fairseq's own ``lstm`` at the sizes of ``cgru_mmt`` (embeddings 256, hidden 512,
   bidirectional encoder, dropout 0.3), plain ``translation``: the reference the ratios are to;
-* ``cgru``: the paper's baseline (``fairseq_mmt_adv.recipes.systems.BASELINES["cgru"]``, ``cgru_mmt``),
+* ``cgru``: the paper's baseline (``recipes.systems.BASELINES["cgru"]``, ``cgru_mmt``),
   ``cgru-reference`` the same with the step-by-step decoder (``--cgru-implementation
   reference``), ``cgru+MODE`` the system ``MODE`` of ``fairseq_mmt_adv.recipes.systems`` (``mse``,
   ``q-waae``, ``g-wgan``);

@@ -104,7 +104,8 @@ def report(out: Path, systems: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fairseq_mmt_adv.recipes.demo_translation", description=__doc__.split("\n\n")[0]
+        prog="python -m fairseq_mmt_adv.recipes.demo_translation",
+        description=__doc__.split("\n\n")[0],
     )
     parser.add_argument("out", type=Path, help="the demo's directory (scripts/run_demo.py --out)")
     parser.add_argument("--system", default="ctx-mul", help="the trained system (ctx-mul)")

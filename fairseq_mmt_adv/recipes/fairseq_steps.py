@@ -3,7 +3,7 @@
 * :func:`run_logged`: run a command (a fairseq CLI) with its output in a log file, its wall time
   and peak memory measured, a fairseq CLI forked from a preloaded process if asked; a failure
   raises :class:`StepError` with the log's tail;
-* :func:`prepare_demo_corpus`: the demo corpus (``fairseq_mmt_adv.recipes.demo_corpus``) generated and
+* :func:`prepare_demo_corpus`: the demo corpus (``recipes.demo_corpus``) generated and
   binarized with ``fairseq-preprocess``, once per setting;
 * :func:`environment`: the versions of torch and fairseq and the device, in one line.
 

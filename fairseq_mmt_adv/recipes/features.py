@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fairseq_mmt_adv.recipes.command_line import file_triples, report_errors
 from fairseq_mmt_adv.data.feature_files import VisualFeatureError, checked_feature_file
+from fairseq_mmt_adv.recipes.command_line import file_triples, report_errors
 
 JOBS = "SOURCE TARGET ROWS"  # the files of one job
 PROG = "python -m fairseq_mmt_adv.recipes.features"

@@ -5,7 +5,8 @@
     python -m fairseq_mmt_adv.recipes.summary table RESULTS BEAM [BEAM ...] [--data PAIR=DIR ...]
     python -m fairseq_mmt_adv.recipes.summary best-bleu TRAIN_LOG
 
-* ``score-line``: ``BLEU x METEOR y`` of one ``python -m fairseq_mmt_adv.evaluation.scoring --json`` output;
+* ``score-line``: ``BLEU x METEOR y`` of one ``python -m fairseq_mmt_adv.evaluation.scoring --json``
+  output;
 * ``table``: one row per ``RESULTS/PAIR/RUN/seedsS/beamB.ensemble.SPLIT.json`` (the decode
   stage's layout) of the given beams: the ensemble's BLEU (tokenized, lowercased), METEOR and
   sacreBLEU; the seeds' single-model BLEU as mean +- std (``beamB.seeds.json`` of
@@ -26,10 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fairseq_mmt_adv.recipes import systems
-from fairseq_mmt_adv.evaluation.significance import N_SAMPLES, paired_bootstrap_files
-from fairseq_mmt_adv.recipes.training_log import best_valid_bleu
 from fairseq_mmt_adv.evaluation.scoring import ScoringError
+from fairseq_mmt_adv.evaluation.significance import N_SAMPLES, paired_bootstrap_files
+from fairseq_mmt_adv.recipes import systems
+from fairseq_mmt_adv.recipes.training_log import best_valid_bleu
 
 
 def _meteor(scores: dict) -> str:
@@ -215,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(best_bleu_line(args.log))
     except KeyError as err:
         why = (
-            f"a JSON file lacks the key {err}: give python -m fairseq_mmt_adv.evaluation.scoring --json output"
+            f"a JSON file lacks the key {err}: give python -m "
+            "fairseq_mmt_adv.evaluation.scoring --json output"
         )
         parser.exit(1, f"{parser.prog} {args.command}: error: {why}\n")
     except (OSError, ValueError, ScoringError) as err:

@@ -12,18 +12,18 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
 from fairseq_mmt_adv.checkpoints.loading import read_task_state
+from fairseq_mmt_adv.data.feature_files import (
+    VisualFeatureError,
+    describe_shape,
+    feature_path,
+    open_feature_file,
+)
 from fairseq_mmt_adv.data.multimodal_language_pair_dataset import MultimodalLanguagePairDataset
 from fairseq_mmt_adv.data.visual_features import (
     NORMALIZATIONS,
     FeatureNormalizer,
     VisualFeatureDataset,
     feature_statistics,
-)
-from fairseq_mmt_adv.data.feature_files import (
-    VisualFeatureError,
-    describe_shape,
-    feature_path,
-    open_feature_file,
 )
 from fairseq_mmt_adv.modules.diverse_beam_search import DiverseBeamSearchByRow
 

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-import fairseq_mmt_adv
 from fairseq_mmt_adv.translation.translator import (
     MultimodalTranslator,
     TranslationInputError,
@@ -127,7 +126,6 @@ def print_hypotheses(translator, hypotheses, cfg, scores: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fairseq_mmt_adv.register()
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     args = parse_args(argv)

@@ -10,8 +10,8 @@ text goes in and comes out as it is.
 Two commands keep model directories complete (``MultimodalTranslator.from_pretrained(DIR)``
 needs nothing else)::
 
-    python -m fairseq_mmt_adv.translation.text_pipeline write DATA --source-lang en --target-lang de \\
-        --lowercase --tokenizer moses --bpe-codes bpe/codes
+    python -m fairseq_mmt_adv.translation.text_pipeline write DATA \\
+        --source-lang en --target-lang de --lowercase --tokenizer moses --bpe-codes bpe/codes
     python -m fairseq_mmt_adv.translation.text_pipeline copy DATA SAVE_DIR
 
 ``write`` records the steps in ``DATA/preprocessing.json`` (``scripts/prepare-multi30k.sh`` runs

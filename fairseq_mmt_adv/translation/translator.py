@@ -3,7 +3,7 @@
 Built on fairseq's hub interface (:class:`fairseq.hub_utils.GeneratorHubInterface`): the same
 checkpoints, dictionaries and ``SequenceGenerator`` as ``fairseq-generate``, with each batch's
 raw image features added to its ``net_input`` (the task normalizes them as in training), and
-the data directory's own preprocessing (:mod:`fairseq_mmt_adv.translation.text_pipeline`) in place of
+the data directory's own preprocessing (:mod:`.text_pipeline`) in place of
 fairseq's tokenizer and BPE::
 
     from fairseq_mmt_adv import MultimodalTranslator
@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from fairseq import hub_utils
 
-import fairseq_mmt_adv
 from fairseq_mmt_adv.data.feature_files import describe_shape
 from fairseq_mmt_adv.translation.text_pipeline import TextPipeline, dictionaries
 
@@ -75,7 +74,6 @@ class MultimodalTranslator(hub_utils.GeneratorHubInterface):
         to ``model_dir`` when it starts with '.'). ``extractor_weights``: a ResNet-50 state_dict
         file for ``images=`` (default: torchvision's). ``overrides`` set options of the
         checkpoint's configuration by name (e.g. ``cpu=True``, ``batch_size=64``)."""
-        fairseq_mmt_adv.register()
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise FileNotFoundError(f"model directory {model_dir} does not exist")
