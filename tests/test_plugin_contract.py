@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from fairseq import checkpoint_utils
-from helpers import generate, hypotheses, setup_task, task_flags, train
+from helpers import PACKAGE_DIR, generate, hypotheses, setup_task, task_flags, train
 from torch import nn
 
 from fairseq_mmt_adv.criterions.adversarial_reconstruction import RECONSTRUCTION_CHOICES
@@ -239,3 +239,38 @@ def test_a_fusion_at_its_identity_computes_the_text_only_model(tiny_corpus, fusi
     assert FUSION_REGISTRY["ctx-mul"].identity is None
     with pytest.raises(NotImplementedError, match="no identity"):
         Fusion().init_identity()
+
+
+# ---------------------------------------------------------------- fairseq's YAML route
+
+HYDRA_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "hydra"
+
+
+@pytest.mark.parametrize(
+    "model, reconstruction",
+    [("cgru_mmt_small", "g-wgan"), ("transformer_mmt_tiny", "q-waae"), ("transformer_mmt", "mse")],
+)
+def test_fairseq_hydra_train_trains_the_plugins_models(
+    tiny_corpus, tmp_path, model, reconstruction
+):
+    """examples/hydra's config, with the model and criterion mode overridden."""
+    sizes = {
+        "cgru_mmt_small": ["+model.encoder_hidden_size=16", "+model.decoder_hidden_size=16"],
+        "transformer_mmt_tiny": [],
+        "transformer_mmt": ["+model.encoder_embed_dim=16", "+model.decoder_embed_dim=16"],
+    }[model]
+    fusion = "ctx-mul" if model.startswith("cgru") else "gated"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir",
+         str(HYDRA_CONFIG), "--config-name", "transformer_gated_q-waae",
+         f"task.data={tiny_corpus / 'bin'}", f"task.visual_features={tiny_corpus / 'features'}",
+         f"common.user_dir={PACKAGE_DIR}", f"model._name={model}",
+         f"model.visual_fusion={fusion}", f"criterion.reconstruction={reconstruction}",
+         "optimization.max_update=2", f"checkpoint.save_dir={tmp_path}",
+         "dataset.num_workers=0", *sizes],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    state = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)
+    assert state["cfg"]["criterion"]["reconstruction"] == reconstruction
+    assert "encoder.visual_input.normalizer.mean" in state["model"]
