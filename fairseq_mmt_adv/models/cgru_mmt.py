@@ -108,7 +108,7 @@ EncoderOut = dict[str, Tensor]
 class ConditionalGRUMultimodalModel(MultimodalModel, FairseqEncoderDecoderModel):
     """Visually conditioned cGRU translation model (``--arch cgru_mmt``)."""
 
-    fusion_site = DECODER_CONTEXT
+    fusion_site, fusion_owner = DECODER_CONTEXT, "decoder"
     arch_name = "cgru_mmt"
 
     @classmethod
@@ -150,14 +150,6 @@ class ConditionalGRUMultimodalModel(MultimodalModel, FairseqEncoderDecoderModel)
         model = cls(encoder, decoder)
         initialize_parameters(model)
         return model
-
-    @property
-    def fusion(self) -> Fusion:
-        return self.decoder.fusion
-
-    @property
-    def final_hidden_size(self) -> int:
-        return self.decoder.hidden_size
 
     def forward(
         self,
@@ -310,7 +302,7 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
             raise ValueError(f"unknown --decoder-init {init!r}; choose from {list(DECODER_INITS)}")
         self.implementation = implementation
         self.padding_idx = dictionary.pad()
-        self.hidden_size = hidden_size
+        self.hidden_size = self.final_hidden_size = hidden_size  # hT is h_t of GRU2
         self.embed_tokens = nn.Embedding(len(dictionary), embed_dim, self.padding_idx)
         self.dropout_in = nn.Dropout(dropout_in)
         self.gru1 = nn.GRUCell(embed_dim, hidden_size)

@@ -54,13 +54,13 @@ def visual_features_of(task, arch: str) -> VisualFeatures:
 
 
 class MultimodalModel:
-    """Mixin of the plugin's models. Subclasses set ``fusion_site`` and ``arch_name``, and
-    build ``self.fusion`` with :meth:`build_model_fusion` and the encoder's ``visual_input``
-    with :meth:`build_visual_input`."""
+    """Mixin of the plugin's models. Subclasses set ``fusion_site``, ``fusion_owner`` and
+    ``arch_name``, and build the fusion with :meth:`build_model_fusion` and the encoder's
+    ``visual_input`` with :meth:`build_visual_input`."""
 
-    fusion_site: str
+    fusion_site: str  # where its fusion acts (fusions.registry.SITES)
+    fusion_owner: str  # "encoder" or "decoder": the part that holds the fusion
     arch_name: str
-    fusion: Fusion
 
     @classmethod
     def build_model_fusion(
@@ -78,6 +78,10 @@ class MultimodalModel:
         return VisualInput(cls.arch_name, fusion_name, required, features.normalizer)
 
     @property
+    def fusion(self) -> Fusion:
+        return getattr(self, self.fusion_owner).fusion
+
+    @property
     def uses_image(self) -> bool:
         """Whether translating needs the image (False for ``--visual-fusion none``)."""
         return bool(self.fusion.uses_image)
@@ -89,8 +93,8 @@ class MultimodalModel:
 
     @property
     def final_hidden_size(self) -> int:
-        """The size H of ``extra["final_hidden"]``."""
-        raise NotImplementedError
+        """The size H of ``extra["final_hidden"]`` (the decoder says it)."""
+        return int(self.decoder.final_hidden_size)
 
     def normalize_visual_features(self, features: Tensor) -> Tensor:
         """Raw features normalized as the encoder normalizes them (the criterion's target v)."""

@@ -8,7 +8,16 @@ returns hT (``extra["final_hidden"]``), each sentence's top-layer state at its l
 position, which the ``adversarial_reconstruction`` criterion reconstructs v from.
 
 The options are fairseq's ``TransformerConfig`` plus the fusion's (:class:`TransformerMMTConfig`),
-registered the way fairseq registers ``transformer``: flat flags generated from the dataclass.
+registered the way fairseq registers its own ``transformer``: flat flags generated from the
+dataclass, and the architecture presets as ``register_model_architecture`` functions. Not with
+``register_model(..., dataclass=TransformerMMTConfig)``: ``TransformerConfig`` nests the encoder's
+and decoder's options (``encoder.embed_dim``), and fairseq 0.12's conversion of the command line
+into a dataclass config looks those up under their nested names (``embed_dim``), so flags such as
+``--encoder-embed-dim 16`` would be dropped without a word (``fairseq.dataclass.utils.
+_override_attr``; checked: the override list for ``encoder_embed_dim=16`` holds no ``embed_dim``).
+The checkpoints therefore keep an ``argparse.Namespace`` (on torch's allow-list,
+:mod:`fairseq_mmt_adv.checkpoints.loading`); ``fairseq-hydra-train`` trains both families from YAML
+(``examples/hydra``).
 """
 
 from dataclasses import dataclass, field
@@ -79,6 +88,10 @@ class TransformerMMTEncoder(TransformerEncoderBase):
 class TransformerMMTDecoder(TransformerDecoderBase):
     """fairseq's Transformer decoder that also returns hT as ``extra["final_hidden"]``."""
 
+    @property
+    def final_hidden_size(self) -> int:
+        return self.output_embed_dim
+
     def forward(
         self,
         prev_output_tokens,
@@ -100,7 +113,7 @@ class TransformerMMTDecoder(TransformerDecoderBase):
 class TransformerMMTModel(MultimodalModel, TransformerModel):
     """fairseq's ``transformer`` with a visual fusion in the encoder and hT from the decoder."""
 
-    fusion_site = ENCODER_OUTPUT
+    fusion_site, fusion_owner = ENCODER_OUTPUT, "encoder"
     arch_name = "transformer_mmt"
 
     @classmethod
@@ -137,14 +150,6 @@ class TransformerMMTModel(MultimodalModel, TransformerModel):
         return TransformerMMTDecoder(
             cfg, tgt_dict, embed_tokens, no_encoder_attn=cfg.no_cross_attention
         )
-
-    @property
-    def fusion(self) -> Fusion:
-        return self.encoder.fusion
-
-    @property
-    def final_hidden_size(self) -> int:
-        return self.decoder.output_embed_dim
 
     def forward(
         self,
