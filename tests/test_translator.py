@@ -362,7 +362,7 @@ def test_images_translate_as_their_extracted_features(image_model, tmp_path, cap
 
 def test_images_are_refused_from_other_weights_or_unreadable(image_model, tmp_path):
     root = image_model["root"]
-    other = imf.ResNet50()
+    other = imf.build_resnet50()
     imf.randomize_(other, seed=7)
     weights = tmp_path / "other.pth"
     torch.save(other.state_dict(), weights)
