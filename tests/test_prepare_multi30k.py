@@ -145,8 +145,9 @@ def assert_translation_steps(out: Path, raw_gz: Path, split: str, codes: str) ->
     was binarized."""
     pipeline = TextPipeline.load(out)
     assert (pipeline.source_lang, pipeline.bpe_codes, pipeline.tokenizer) == ("en", codes, "moses")
+    tokenizer, bpe = pipeline.build()  # fairseq's tokenizer and BPE, as the translator's
     with gzip.open(raw_gz, "rt", encoding="utf-8") as f:
-        segmented = [pipeline.apply_bpe(pipeline.tokenize(line)) for line in f.read().splitlines()]
+        segmented = [bpe.encode(tokenizer.encode(line)) for line in f.read().splitlines()]
     assert segmented == (out / "text" / f"{split}.bpe.en").read_text(encoding="utf-8").splitlines()
 
 
