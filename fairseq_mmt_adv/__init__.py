@@ -2,13 +2,14 @@
 
 ``import fairseq_mmt_adv`` registers the plugin with fairseq, as other fairseq plugins do: the
 ``multimodal_translation`` task, the ``cgru_mmt`` and ``transformer_mmt`` architectures, the
-visual fusions, the ``adversarial_reconstruction`` criterion, and the loading of fairseq
-checkpoints under torch >= 2.6. ``fairseq-train --user-dir fairseq_mmt_adv`` imports it the same
+visual fusions, the ``adversarial_reconstruction`` criterion, the tokenizers fairseq lacks
+(``moses_lowercase``, ``lowercase``), and the loading of fairseq checkpoints under
+torch >= 2.6. ``fairseq-train --user-dir fairseq_mmt_adv`` imports it the same
 way. ``from fairseq_mmt_adv import MultimodalTranslator`` translates new captions with their
 images (``fairseq-mmt-translate`` from the shell).
 """
 
-from fairseq_mmt_adv import criterions, fusions, models, tasks  # noqa: F401  (they register)
+from fairseq_mmt_adv import criterions, fusions, models, tasks, translation  # noqa: F401
 from fairseq_mmt_adv.checkpoints import loading  # noqa: F401  (torch's allow-list)
 
 __version__ = "0.1.0"

@@ -99,7 +99,7 @@ TOKENIZERS_REGISTERED = (
 
 def test_the_lowercasing_tokenizers_register_with_fairseq():
     """In fairseq's registry, as --tokenizer choices with their options."""
-    code = f"import fairseq_mmt_adv.translation; {TOKENIZERS_REGISTERED}"
+    code = f"import fairseq_mmt_adv; {TOKENIZERS_REGISTERED}"
     subprocess.run([sys.executable, "-c", code], check=True)
     from fairseq import options
     from fairseq.data import encoders

@@ -177,7 +177,7 @@ class MultimodalTranslator(hub_utils.GeneratorHubInterface):
 
     def _build_batches(self, tokens, skip_invalid_size_inputs):
         for batch in super()._build_batches(tokens, skip_invalid_size_inputs):
-            if self._batch_features is not None:  # raw: the task normalizes them
+            if self._batch_features is not None:  # raw: the model normalizes them
                 batch["net_input"]["visual_features"] = self._batch_features[batch["id"]]
             yield batch
 
