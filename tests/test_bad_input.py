@@ -13,6 +13,7 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq_cli import interactive as interactive_cli
 from helpers import (
     FEATURE_DIM,
+    PACKAGE_DIR,
     SPLIT_SIZES,
     captured_log,
     cli_env,
@@ -255,3 +256,41 @@ def test_fairseq_interactive_points_a_multimodal_model_to_the_translator(
     )  # fmt: skip
     with captured_log(), pytest.raises(ValueError, match="fairseq-interactive cannot carry them"):
         interactive_cli.main(convert_namespace_to_omegaconf(args))
+
+
+# 14. dictionaries that are not the model's (another fairseq-preprocess run, other data)
+
+
+def swapped_dictionary(corpus: Path, directory: Path, drop_last: bool = False) -> Path:
+    """The binarized corpus with ``dict.de.txt`` in another order (or one line shorter)."""
+    shutil.copytree(corpus / "bin", directory)
+    lines = (directory / "dict.de.txt").read_text().splitlines()
+    lines = lines[:-1] if drop_last else [lines[1], lines[0], *lines[2:]]
+    (directory / "dict.de.txt").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+@pytest.mark.parametrize("drop_last", [False, True], ids=["reordered", "one-line-shorter"])
+def test_a_checkpoint_refuses_dictionaries_that_are_not_its_own(
+    trained, tiny_corpus, tmp_path, drop_last
+):
+    data = swapped_dictionary(tiny_corpus, tmp_path / "bin", drop_last)
+    checkpoint = trained / "checkpoint_last.pt"
+    flags = ["--user-dir", PACKAGE_DIR, "--task", "multimodal_translation"]
+    flags += ["--visual-features", str(tiny_corpus / "features"), "--path", str(checkpoint)]
+    with pytest.raises(ValueError, match="trained with other dictionaries") as error:
+        generate(str(data), *flags, "--gen-subset", "test", "--beam", "2")
+    assert f"{data / 'dict.de.txt'} (target)" in str(error.value)
+    assert str(checkpoint) in str(error.value)
+    how = "entries, the model's" if drop_last else "in another order"
+    assert how in str(error.value)
+    # resuming on them: refused before fairseq loads the model
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    with pytest.raises(ValueError, match="trained with other dictionaries"):
+        train(
+            str(data), *flags[:-2], "--arch", "cgru_mmt_small", *SMALL, "--optimizer", "adam",
+            "--batch-size", "16", "--save-dir", str(run), "--max-epoch", "3",
+            "--criterion", "adversarial_reconstruction", "--reconstruction", "q-waae",
+        )  # fmt: skip
+    assert decode(tiny_corpus, checkpoint)  # its own dictionaries still decode

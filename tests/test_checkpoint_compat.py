@@ -43,6 +43,7 @@ def test_a_checkpoint_of_the_argparse_era_loads_and_decodes_as_it_did(
         "--gen-subset", "test", "--beam", "2", "--batch-size", "16",
     )  # fmt: skip
     got = scored_hypotheses(output)
+    assert "records no digest of its dictionaries" in output  # said, not refused
     expected = scored_hypotheses((legacy / "hypotheses.txt").read_text())
     assert len(expected) == 61 and got.keys() == expected.keys()
     for sentence, (score, text) in expected.items():

@@ -12,6 +12,11 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
 from fairseq_mmt_adv.checkpoints.loading import check_intact, read_task_state
+from fairseq_mmt_adv.data.dictionaries import (
+    dictionary_differences,
+    dictionary_path,
+    dictionary_record,
+)
 from fairseq_mmt_adv.data.feature_files import (
     VisualFeatureError,
     describe_shape,
@@ -131,6 +136,9 @@ class MultimodalTranslationTask(TranslationTask):
         )
         self.state.add_factory("visual_feature_norm", lambda: str(self.cfg.visual_feature_norm))
         self.state.add_factory("visual_feature_extractor", self._train_feature_extractor)
+        self.state.add_factory(
+            "dictionaries", lambda: dictionary_record(self.src_dict, self.tgt_dict)
+        )
 
     @property
     def visual_feature_dim(self) -> int:
@@ -224,6 +232,7 @@ class MultimodalTranslationTask(TranslationTask):
         if path is None:
             return
         stored = read_task_state(path)
+        self.check_dictionaries(stored.get("dictionaries"), path)
         measured = {key: self._measure(key) for key in TRAINED_ON if key in stored}
         differences = [
             f"{key}: the checkpoint's is {describe(key, stored[key])}, {self._train_path()} "
@@ -263,8 +272,31 @@ class MultimodalTranslationTask(TranslationTask):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """A checkpoint's task state (fairseq calls this when it loads a model to decode)."""
+        self.check_dictionaries(state_dict.get("dictionaries"), self.cfg.checkpoint_paths)
         self._decoding_state = True
         super().load_state_dict(state_dict)
+
+    def check_dictionaries(self, recorded: dict | None, checkpoint: str | None) -> None:
+        """Refuse dictionaries other than those the checkpoint's model was trained with."""
+        checkpoint = checkpoint or "the checkpoint"
+        if recorded is None:
+            logger.warning(
+                f"{checkpoint} records no digest of its dictionaries (written before they were "
+                "recorded): nothing checks that the data directory's are the model's"
+            )
+            return
+        langs = {"source": self.cfg.source_lang, "target": self.cfg.target_lang}
+        paths = {side: dictionary_path(self.cfg.data, lang) for side, lang in langs.items()}
+        current = dictionary_record(self.src_dict, self.tgt_dict)
+        differences = dictionary_differences(recorded, current, paths)
+        if differences:
+            raise ValueError(
+                f"{checkpoint} was trained with other dictionaries than "
+                + "; ".join(differences)
+                + ". Give the fairseq-preprocess directory the model was trained on, or "
+                "binarize the data with its dictionaries (fairseq-preprocess --srcdict "
+                "--tgtdict from the model's directory)"
+            )
 
     # ------------------------------------------------------------------ normalization
 
@@ -322,4 +354,5 @@ class MultimodalTranslationTask(TranslationTask):
         ``adversarial_reconstruction`` sizes G and D by its ``final_hidden_size``."""
         self.trained_model = super().build_model(cfg, from_checkpoint)
         _ = self.state.visual_feature_extractor  # measured now, so that checkpoints record it
+        _ = self.state.dictionaries
         return self.trained_model
