@@ -177,6 +177,11 @@ def test_feature_size_must_match_the_checkpoint(tiny_corpus, tmp_path):
 
 
 def test_missing_visual_features_flag_is_a_clear_error(tiny_corpus):
-    task, _ = setup_task(tiny_corpus / "bin")
+    """Without the flag the batches carry no features (a text-only model needs none), and a
+    model that uses the image is refused when it is built."""
+    task, cfg = setup_task(tiny_corpus / "bin")
+    task.load_dataset("valid")
+    batch = task.dataset("valid").collater([task.dataset("valid")[0]])
+    assert "visual_features" not in batch["net_input"]
     with pytest.raises(VisualFeatureError, match="--visual-features DIR"):
-        task.load_dataset("valid")
+        task.build_model(cfg.model)

@@ -32,6 +32,7 @@ from fairseq.logging import metrics
 from torch import Tensor, nn
 
 from fairseq_mmt_adv.checkpoints.loading import read_entry
+from fairseq_mmt_adv.data.feature_files import NEEDS_FEATURES, VisualFeatureError
 from fairseq_mmt_adv.models.contract import ReconstructionSource
 from fairseq_mmt_adv.modules import (
     ConditionalFeatureCritic,
@@ -170,6 +171,10 @@ def reconstructed_model(model: Any) -> ReconstructionSource:
 
 def check_task(task: Any) -> None:
     """The task must be one whose samples carry image features."""
+    if hasattr(task, "visual_feature_dim") and task.visual_feature_dim is None:
+        raise VisualFeatureError(
+            f"--criterion adversarial_reconstruction reconstructs the image: {NEEDS_FEATURES}"
+        )
     if not isinstance(getattr(task, "visual_feature_dim", None), int):
         raise ValueError(
             "adversarial_reconstruction reconstructs image features: use it with --task "

@@ -18,6 +18,13 @@ class VisualFeatureError(ValueError):
     """A feature file that cannot be used as it is; the message names the file and the fix."""
 
 
+# what a model or criterion that uses the image says when the task was given no features
+NEEDS_FEATURES = (
+    "the multimodal_translation task needs --visual-features DIR, a directory holding "
+    "DIR/{split}.npy for every split"
+)
+
+
 def feature_path(features_dir: str, split: str) -> str:
     return os.path.join(features_dir, f"{split}.npy")
 

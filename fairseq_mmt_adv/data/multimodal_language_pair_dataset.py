@@ -13,9 +13,10 @@ class MultimodalLanguagePairDataset(BaseWrapperDataset):
     batch is collated, so they stay aligned whatever fairseq filters, sorts or shuffles.
     """
 
-    def __init__(self, dataset: LanguagePairDataset, features: VisualFeatureDataset) -> None:
+    def __init__(self, dataset: LanguagePairDataset, features: VisualFeatureDataset | None) -> None:
+        """``features`` None: the batches carry none (a text-only model trained without them)."""
         super().__init__(dataset)
-        if len(features) != len(dataset):
+        if features is not None and len(features) != len(dataset):
             raise ValueError(
                 f"{features.path}: {len(features)} feature rows for {len(dataset)} sentences"
             )
@@ -23,7 +24,7 @@ class MultimodalLanguagePairDataset(BaseWrapperDataset):
 
     def collater(self, samples):
         batch = self.dataset.collater(samples)
-        if batch:  # fairseq collates an empty list to {}
+        if batch and self.features is not None:  # fairseq collates an empty list to {}
             batch["net_input"]["visual_features"] = self.features.rows(batch["id"])
         return batch
 

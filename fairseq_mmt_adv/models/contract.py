@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
+from fairseq_mmt_adv.data.feature_files import NEEDS_FEATURES, VisualFeatureError
 from fairseq_mmt_adv.fusions.registry import Fusion, build_fusion, fusion_spec
 from fairseq_mmt_adv.models.final_hidden import last_real_state
 from fairseq_mmt_adv.models.visual_input import FeatureNormalizer, VisualInput
@@ -49,7 +50,8 @@ def visual_features_of(task, arch: str) -> VisualFeatures:
     # a task that says only its feature size (a test's stand-in) gets features as they are
     normalization = getattr(task, "visual_normalization", lambda: ("none", None, None))
     method, mean, std = normalization()
-    dim, shape = task.visual_feature_dim, getattr(task, "visual_feature_shape", None)
+    # None: trained without features (a text-only model): D = 0
+    dim, shape = task.visual_feature_dim or 0, getattr(task, "visual_feature_shape", None)
     return VisualFeatures(dim, shape, FeatureNormalizer(method, dim, mean, std))
 
 
@@ -67,6 +69,8 @@ class MultimodalModel:
         cls, name: str, features: VisualFeatures, model_dim: int, cfg=None
     ) -> Fusion:
         """``--visual-fusion name`` at the family's site, for these features."""
+        if features.dim == 0 and fusion_spec(name, cls.fusion_site, cls.arch_name).uses_image:
+            raise VisualFeatureError(f"--visual-fusion {name} uses the image: {NEEDS_FEATURES}")
         return build_fusion(
             name, cls.fusion_site, cls.arch_name, features.dim, model_dim, cfg, features.shape
         )

@@ -18,6 +18,7 @@ from fairseq_mmt_adv.data.dictionaries import (
     dictionary_record,
 )
 from fairseq_mmt_adv.data.feature_files import (
+    NEEDS_FEATURES,
     VisualFeatureError,
     describe_shape,
     feature_path,
@@ -141,32 +142,37 @@ class MultimodalTranslationTask(TranslationTask):
         )
 
     @property
-    def visual_feature_dim(self) -> int:
-        """Feature size D the model is built for (that of the train split's features)."""
+    def visual_feature_dim(self) -> int | None:
+        """Feature size D the model is built for (that of the train split's features); None
+        when it is trained without features."""
         return self.state.visual_feature_dim
 
     # ------------------------------------------------------------------ where the features are
 
-    def _given_features_dir(self) -> str:
+    def _given_features_dir(self) -> str | None:
+        """``--visual-features``; None for a text-only model and criterion, which need none."""
         if not self.cfg.visual_features:
-            raise VisualFeatureError(
-                "the multimodal_translation task needs --visual-features DIR, a directory "
-                "holding DIR/{split}.npy for every split"
-            )
+            return None
         return os.path.abspath(self.cfg.visual_features)
 
-    def features_dir(self, task_cfg=None) -> str:
-        """``--visual-features`` if given, else the directory the checkpoint stores."""
+    def features_dir(self, task_cfg=None) -> str | None:
+        """``--visual-features`` if given, else the directory the checkpoint stores (None: the
+        model was trained without features)."""
         if self.cfg.visual_features or not self._decoding_state:
             return self._given_features_dir()
-        stored = self.state.state_dict.get("visual_features_dir")
-        if stored is None:  # a checkpoint written before the directory was task state
+        if "visual_features_dir" in self.state.state_dict:
+            stored = self.state.state_dict["visual_features_dir"]
+        else:  # a checkpoint written before the directory was task state
             stored = getattr(task_cfg, "visual_features", None) or self._given_features_dir()
+            if stored is None:
+                raise VisualFeatureError(NEEDS_FEATURES)
             if not os.path.isabs(stored):
                 logger.warning(
                     f"the checkpoint stores the relative feature directory {stored}: taken as "
                     f"{os.path.abspath(stored)}; give --visual-features DIR to use another"
                 )
+        if stored is None:
+            return None
         logger.info(
             f"visual features from the directory stored in the checkpoint: {stored} (give "
             "--visual-features DIR to use another)"
@@ -179,8 +185,8 @@ class MultimodalTranslationTask(TranslationTask):
     def _train_feature_extractor(self) -> dict | None:
         """Which extractor and layer made the train features (their description file, written
         by scripts/extract_features.py); None when unknown."""
-        if self._decoding_state:
-            return None  # a checkpoint written before the extractor was recorded
+        if self._decoding_state or self.state.visual_features_dir is None:
+            return None  # a checkpoint written before the extractor was recorded, or text only
         from fairseq_mmt_adv.translation import image_features
 
         return image_features.read_description(self._train_path())
@@ -207,6 +213,8 @@ class MultimodalTranslationTask(TranslationTask):
         if not self._decoding_state and not self._resume_checked:
             self._resume_checked = True
             self._adopt_resumed_state()
+        if not self._decoding_state and self.state.visual_features_dir is None:
+            return None  # trained without features: a text-only model
         if key in self.state.state_dict:
             return self.state.state_dict[key]
         if key == "visual_feature_shape" and self._decoding_state:
@@ -233,6 +241,12 @@ class MultimodalTranslationTask(TranslationTask):
             return
         stored = read_task_state(path)
         self.check_dictionaries(stored.get("dictionaries"), path)
+        if self.state.visual_features_dir is None:
+            if stored.get("visual_feature_dim") is not None:
+                raise VisualFeatureError(
+                    f"resuming {path}, trained on image features, without them: {NEEDS_FEATURES}"
+                )
+            return
         measured = {key: self._measure(key) for key in TRAINED_ON if key in stored}
         differences = [
             f"{key}: the checkpoint's is {describe(key, stored[key])}, {self._train_path()} "
@@ -303,6 +317,8 @@ class MultimodalTranslationTask(TranslationTask):
     def visual_normalization(self) -> tuple[str, torch.Tensor | None, torch.Tensor | None]:
         """``(method, mean, std)`` that the model normalizes its raw features with: the
         checkpoint's when decoding, else ``--visual-feature-norm`` with the train statistics."""
+        if self.visual_feature_dim is None:
+            return "none", None, None  # trained without features
         method = str(self.state.visual_feature_norm)
         if method != "standardize":
             return method, None, None
@@ -334,9 +350,14 @@ class MultimodalTranslationTask(TranslationTask):
             self.state.merge_state_dict({"visual_feature_norm": str(task_cfg.visual_feature_norm)})
         super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
         sentences = self.datasets[split]
+        features_dir = self.features_dir(task_cfg)
+        if features_dir is None:  # a text-only model and criterion: batches carry no features
+            logger.info(f"{split}: no visual features (no --visual-features)")
+            self.datasets[split] = MultimodalLanguagePairDataset(sentences, None)
+            return
         shuffle = self.cfg.shuffle_visual_features and split != self.cfg.train_subset
         features = VisualFeatureDataset(
-            feature_path(self.features_dir(task_cfg), split),
+            feature_path(features_dir, split),
             num_sentences=len(sentences),
             expected_dim=self.visual_feature_dim,
             expected_shape=self.state.visual_feature_shape,
