@@ -212,8 +212,11 @@ def test_bad_input_is_named(demo, multimodal, tmp_path):
     base = [str(demo / "bin"), "--path", str(multimodal / "checkpoint_last.pt"), "--cpu"]
     with pytest.raises(TranslationInputError, match=f"{wrong_rows} has 5 rows for 2 captions"):
         translate_cli.main([*base, "--input", str(source), "--features", str(wrong_rows)])
-    with pytest.raises(TranslationInputError, match="fuses the image: give images="):
+    # the command line's own words: its input lines and --features, not the Python parameters
+    with pytest.raises(TranslationInputError, match="fuses the image: give each input line") as e:
         translate_cli.main([*base, "--input", str(source)])
+    assert "'caption<TAB>image path'" in str(e.value) and "--features FILE.npy" in str(e.value)
+    assert "images=" not in str(e.value)
     with pytest.raises(TranslationInputError, match=r"bpe=subword_nmt needs BPE codes: give"):
         translate_cli.main([*base, "--input", str(source), "--bpe", "subword_nmt"])
     with pytest.raises(TranslationInputError, match=r"BPE codes .*gone\.codes \(bpe_codes=\)"):
@@ -226,6 +229,29 @@ def test_bad_input_is_named(demo, multimodal, tmp_path):
     source.write_text(f"{two[0]}\n\n")
     with pytest.raises(TranslationInputError, match="in.en, line 2: the caption is empty"):
         translate_cli.main([*base, "--input", str(source), "--features", str(wrong_rows)])
+
+
+def test_a_caption_longer_than_the_model_takes_is_named_or_truncated(
+    demo, multimodal, tmp_path, capsys, caplog
+):
+    two = captions(demo)[:2]
+    long = " ".join([two[1]] * 200)  # well over the task's 1024 source positions
+    source = tmp_path / "in.en"
+    source.write_text(f"{two[0]}\n{long}\n")
+    rows = tmp_path / "rows.npy"
+    np.save(rows, demo_features(demo)[:2])
+    base = [str(demo / "bin"), "--path", str(multimodal / "checkpoint_last.pt"), "--cpu"]
+    base += ["--input", str(source), "--features", str(rows)]
+    with pytest.raises(TranslationInputError, match=r"in\.en, line 2 has \d+ tokens") as error:
+        translate_cli.main(base)
+    assert "more than the model takes (1024)" in str(error.value)
+    assert "--truncate-source" in str(error.value)
+    assert translate_cli.main([*base, "--truncate-source"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert "in.en, line 2 has" in caplog.text and "first 1023 tokens are translated" in caplog.text
+    translator = load(demo, multimodal)
+    with pytest.raises(TranslationInputError, match="caption 2 has"):
+        translator.translate([two[0], long], features=demo_features(demo)[:2])
 
 
 # ---------------------------------------------------------------- a model directory with BPE

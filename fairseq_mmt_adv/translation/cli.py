@@ -178,7 +178,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("a text-only model (--visual-fusion none): the images play no part")
     elif features is not None:
         features = translator.checked_features(features, len(captions), args.features)
-    tokens = [translator.encode(caption) for caption in captions]
+    elif translator.uses_image and images is None:
+        raise TranslationInputError(
+            "this model fuses the image: give each input line as 'caption<TAB>image path', or "
+            "--features FILE.npy (row i: the image of line i)"
+        )
+    name = "standard input" if args.input == "-" else args.input
+    tokens = translator.fitted(
+        [translator.encode(caption) for caption in captions],
+        truncate=cfg.task.truncate_source,
+        where=lambda number: f"{name}, line {number}",
+    )
     hypotheses = translator.generate(
         tokens, beam=cfg.generation.beam, images=images, features=features
     )

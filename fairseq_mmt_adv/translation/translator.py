@@ -165,15 +165,48 @@ class MultimodalTranslator(hub_utils.GeneratorHubInterface):
     def generate(
         self, tokenized_sentences, beam=5, verbose=False, images=None, features=None, **kwargs
     ):
-        """fairseq's hub ``generate`` (hypotheses with tokens and scores), with the images."""
+        """fairseq's hub ``generate`` (hypotheses with tokens and scores), with the images;
+        ``truncate_source=True`` cuts captions longer than the model takes (else refused)."""
         if torch.is_tensor(tokenized_sentences) and tokenized_sentences.dim() == 1:
             one = one_image(images, features)
             return self.generate([tokenized_sentences], beam, verbose, **one, **kwargs)[0]
+        truncate = kwargs.pop("truncate_source", False)
+        tokenized_sentences = self.fitted(list(tokenized_sentences), truncate)
         self._batch_features = self.visual_features(len(tokenized_sentences), images, features)
         try:
             return super().generate(tokenized_sentences, beam, verbose, **kwargs)
         finally:
             self._batch_features = None
+
+    @property
+    def max_source_tokens(self) -> int:
+        """The longest source (in tokens, after BPE, with its end of sentence) the task and
+        every model of the ensemble take."""
+        from fairseq import utils
+
+        limits = [self.task.max_positions(), *(m.max_positions() for m in self.models)]
+        return int(utils.resolve_max_positions(*limits)[0])
+
+    def fitted(self, tokens: list, truncate: bool = False, where=lambda i: f"caption {i}"):
+        """``tokens`` (one tensor a caption) checked against :attr:`max_source_tokens`: a longer
+        one is refused, naming it (``where(number)``), or with ``truncate`` cut with a
+        warning."""
+        limit, fitted = self.max_source_tokens, []
+        for number, sentence in enumerate(tokens, start=1):
+            if len(sentence) > limit:
+                message = (
+                    f"{where(number)} has {len(sentence)} tokens (after BPE, with its end of "
+                    f"sentence), more than the model takes ({limit})"
+                )
+                if not truncate:
+                    raise TranslationInputError(
+                        f"{message}: shorten it, or truncate it with --truncate-source "
+                        "(truncate_source=True)"
+                    )
+                logger.warning(f"{message}: its first {limit - 1} tokens are translated")
+                sentence = torch.cat([sentence[: limit - 1], sentence[-1:]])
+            fitted.append(sentence)
+        return fitted
 
     def _build_batches(self, tokens, skip_invalid_size_inputs):
         for batch in super()._build_batches(tokens, skip_invalid_size_inputs):
