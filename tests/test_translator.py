@@ -254,6 +254,18 @@ def test_a_caption_longer_than_the_model_takes_is_named_or_truncated(
         translator.translate([two[0], long], features=demo_features(demo)[:2])
 
 
+def test_a_data_directory_with_other_dictionaries_is_refused(demo, multimodal, tmp_path):
+    """Same size, another order (a re-run of fairseq-preprocess on other data): word salad
+    before, now refused naming the file."""
+    data = tmp_path / "bin"
+    shutil.copytree(demo / "bin", data)
+    lines = (data / "dict.de.txt").read_text().splitlines()
+    (data / "dict.de.txt").write_text("\n".join([lines[5], *lines[:5], *lines[6:]]) + "\n")
+    with pytest.raises(ValueError, match="trained with other dictionaries") as error:
+        MultimodalTranslator.from_pretrained(multimodal, "checkpoint_last.pt", str(data), cpu=True)
+    assert f"{data / 'dict.de.txt'} (target)" in str(error.value)
+
+
 # ---------------------------------------------------------------- a model directory with BPE
 
 
