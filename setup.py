@@ -21,7 +21,10 @@ setup(
         "subword-nmt",
     ],
     entry_points={
-        "console_scripts": ["fairseq-mmt-translate = fairseq_mmt_adv.translation.cli:cli_main"],
+        "console_scripts": [
+            "fairseq-mmt-translate = fairseq_mmt_adv.translation.cli:cli_main",
+            "fairseq-mmt-evaluate = fairseq_mmt_adv.evaluation.cli:cli_main",
+        ],
     },
     extras_require={
         "test": [

@@ -13,7 +13,9 @@ standard library.
 
 Layout under ``OUT_DIR``: ``raw/{split}.en``, ``raw/{split}.de`` (lower-cased, tokenized, one
 sentence a line), ``raw/{split}.ambig`` (``english_word<TAB>german_noun<TAB>scene`` a line),
-``features/{split}.npy`` (shape ``(N, D)``, row ``i`` belongs to line ``i``) and ``README.txt``.
+``features/{split}.npy`` (shape ``(N, D)``, row ``i`` belongs to line ``i``), ``README.txt``, and
+``commute/``: a contrastive set in CoMMuTE's layout (``src.en``, ``correct.de``, ``incorrect.de``,
+and ``features.npy`` for its images), for ``fairseq-mmt-evaluate contrastive``.
 """
 
 import argparse
@@ -168,6 +170,8 @@ _ACCUSATIVE_ENDING = {"m": "en", "f": "e", "n": "e", "pl": "en"}
 # Feature model: relu(scene prototype + SUBJECT_WEIGHT * subject prototype + NOISE * noise).
 SUBJECT_WEIGHT = 0.5
 NOISE = 0.5
+# The contrastive set's directory under the corpus (CoMMuTE's layout, features for images).
+CONTRASTIVE_DIR = "commute"
 # Draws per valid/test sentence to find an (English sentence, scene) pair unseen in earlier splits.
 _NOVELTY_DRAWS = 100
 
@@ -272,8 +276,12 @@ def generate_demo_corpus(
     sizes: dict[str, int] | None = None,
     feature_dim: int = 512,
     dtype: str = "float32",
+    contrastive_pairs: int = 48,
 ) -> dict:
     """Write the corpus under ``out_dir``; return its paths, sizes, seed, dim and dtype.
+
+    ``paths["commute"]`` is the contrastive set of ``contrastive_pairs`` sentences (two lines
+    each) in CoMMuTE's layout (:func:`_write_contrastive_set`).
 
     ``sizes`` maps split names to sentence counts (missing splits keep ``DEFAULT_SIZES``). The
     output depends only on the arguments; each split draws from its own random stream.
@@ -282,7 +290,10 @@ def generate_demo_corpus(
     out = Path(out_dir)
     (out / "raw").mkdir(parents=True, exist_ok=True)
     (out / "features").mkdir(parents=True, exist_ok=True)
-    prototype_seed, *split_seeds = np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
+    # spawned seeds are fixed by their position: the contrastive set's (last) changes no split
+    prototype_seed, *split_seeds, contrastive_seed = np.random.SeedSequence(seed).spawn(
+        2 + len(SPLITS)
+    )
     prototype_rng = np.random.default_rng(prototype_seed)
     scene_prototypes = prototype_rng.standard_normal((len(SCENES), feature_dim))
     subject_prototypes = prototype_rng.standard_normal((len(SUBJECTS), feature_dim))
@@ -303,6 +314,10 @@ def generate_demo_corpus(
         _write_lines(Path(paths[split]["de"]), german)
         _write_lines(Path(paths[split]["ambig"]), ambig)
         np.save(paths[split]["features"], features.astype(dtype))
+    rng = np.random.default_rng(contrastive_seed)
+    contrastive = _contrastive_lines(rng, contrastive_pairs)
+    features = _features(rng, scene_prototypes, subject_prototypes, *contrastive[3:])
+    paths["commute"] = _write_contrastive_set(out / CONTRASTIVE_DIR, contrastive, features, dtype)
     readme = out / "README.txt"
     readme.write_text(_readme_text(sizes, seed, feature_dim, dtype), encoding="utf-8")
     return {
@@ -314,6 +329,48 @@ def generate_demo_corpus(
         "paths": paths,
         "readme": str(readme),
     }
+
+
+def _contrastive_lines(rng: np.random.Generator, pairs: int):
+    """CoMMuTE-style lines: each sentence twice, once with the scene of each sense of its
+    ambiguous noun, its two translations swapped between the two lines. Returns the English,
+    correct and incorrect German lines, and the scene and subject of each line."""
+    if pairs < 1:
+        raise ValueError(f"contrastive_pairs must be positive, got {pairs}")
+    english, correct, incorrect, scenes, subjects = [], [], [], [], []
+    for number in range(pairs):
+        senses = SENSES[number % len(SENSES)]
+        subject_index = int(rng.integers(len(SUBJECTS)))
+        subject = SUBJECTS[subject_index]
+        verbs = [verb for verb in VERBS if subject.human or not verb.human_only]
+        verb = verbs[rng.integers(len(verbs))]
+        preposition = PREPOSITIONS[rng.integers(len(PREPOSITIONS))] if verb.dative else None
+        adjective = ADJECTIVES[rng.integers(len(ADJECTIVES))] if rng.random() < 0.5 else None
+        rendered = [render_pair(subject, verb, preposition, adjective, s) for s in senses]
+        for this, other in ((0, 1), (1, 0)):
+            english.append(rendered[this][0])
+            correct.append(rendered[this][1])
+            incorrect.append(rendered[other][1])
+            scenes.append(SCENES.index(senses[this].scene))
+            subjects.append(subject_index)
+    return english, correct, incorrect, scenes, subjects
+
+
+def _write_contrastive_set(directory: Path, lines, features: np.ndarray, dtype: str) -> dict:
+    """``src.en``, ``correct.de``, ``incorrect.de`` as CoMMuTE has them, and ``features.npy``
+    (row i: the image of line i) in place of its ``img.order`` and ``images/``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "dir": str(directory),
+        "en": str(directory / "src.en"),
+        "correct": str(directory / "correct.de"),
+        "incorrect": str(directory / "incorrect.de"),
+        "features": str(directory / "features.npy"),
+    }
+    for key, text in zip(("en", "correct", "incorrect"), lines[:3], strict=True):
+        _write_lines(Path(paths[key]), text)
+    np.save(paths["features"], features.astype(dtype))
+    return paths
 
 
 def _nouns(sense: Sense) -> str:
@@ -335,6 +392,9 @@ Generated with seed {seed}; sentences: {split_sizes}; features: {feature_dim} di
 raw/{{split}}.en, raw/{{split}}.de  lower-cased, tokenized sentences, one a line
 raw/{{split}}.ambig            english_word<TAB>correct_german_noun<TAB>scene, one a line
 features/{{split}}.npy         array (N, {feature_dim}), row i = image of line i
+{CONTRASTIVE_DIR}/                     a contrastive set in CoMMuTE's layout: src.en, correct.de,
+                               incorrect.de (each sentence twice, one line per sense, the two
+                               translations swapped) and features.npy (row i: line i's image)
 
 Every sentence holds one ambiguous English noun; its German translation depends on the scene,
 which only the image feature shows (each sense is half of the sentences):
