@@ -51,6 +51,8 @@ def test_layout_and_sizes(corpus: dict) -> None:
         f"raw/{split}.{ext}" for split in dc.SPLITS for ext in ("en", "de", "ambig")
     }
     expected |= {f"features/{split}.npy" for split in dc.SPLITS}
+    expected |= {f"commute/{name}" for name in ("src.en", "correct.de", "incorrect.de")}
+    expected |= {"commute/features.npy"}
     assert set(corpus_bytes(out)) == expected
     assert corpus["sizes"] == {"train": 4000, "valid": 203, "test": 301}
     readme = (out / "README.txt").read_text(encoding="utf-8")

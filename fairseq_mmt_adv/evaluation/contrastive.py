@@ -145,7 +145,7 @@ def write_commute_scores(directory: str, scores: np.ndarray, mode: str) -> None:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     for side, name in enumerate(("correct.txt", "incorrect.txt")):
-        values = [math.exp(-s) if mode == "token" else -s for s in scores[:, side]]
+        values = [math.exp(-s) if mode == "token" else -s for s in scores[:, side].tolist()]
         (out / name).write_text("".join(f"{v!r}\n" for v in values), encoding="utf-8")
     logger.info(f"wrote {out / 'correct.txt'} and {out / 'incorrect.txt'}")
 
