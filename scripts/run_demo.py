@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fairseq_mmt_adv.evaluation.scoring import parse_fairseq_generate, read_lines, score
-from fairseq_mmt_adv.recipes import demo_translation, preloaded
+from fairseq_mmt_adv.recipes import demo_translation
 from fairseq_mmt_adv.recipes import systems as mmt_systems
 from fairseq_mmt_adv.recipes.demo_corpus import DEFAULT_SIZES, ambiguous_word_accuracy
 from fairseq_mmt_adv.recipes.fairseq_steps import (
@@ -95,7 +95,7 @@ def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.
     save_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     command = train_command(corpus, save_dir, system, args)
-    run_logged(command, save_dir / "train.log", args.threads, preloaded=True)
+    run_logged(command, save_dir / "train.log", args.threads)
     train_seconds = time.time() - start
     generated = save_dir / "generate-test.txt"
     run_logged(
@@ -106,7 +106,6 @@ def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.
         ],
         generated,
         args.threads,
-        preloaded=True,
     )
     hypotheses, _ = parse_fairseq_generate(generated)
     references = read_lines(corpus.root / "raw" / "test.de")
@@ -179,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     sizes = {"train": args.train_sentences}
-    corpus = prepare_demo_corpus(
-        args.out / "corpus", args.seed, threads=args.threads, sizes=sizes, preloaded=True
-    )
+    corpus = prepare_demo_corpus(args.out / "corpus", args.seed, threads=args.threads, sizes=sizes)
     systems = args.systems
     print(
         f"training {', '.join(systems)} on the demo corpus (epochs: cGRU {args.epochs}, "
@@ -195,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
     print(f"(test split, beam 5; details in {args.out}/results.json and {args.out}/<system>/)")
-    print(preloaded.call(demo_translation.report, args.out, systems))
+    print(demo_translation.report(args.out, systems))
     return 0
 
 

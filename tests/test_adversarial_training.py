@@ -173,8 +173,8 @@ def probed_run(demo: Path, mode: str, save_dir: Path) -> list[str]:
 
 
 def train_two_ranks(demo: Path, probe_dir: Path, name: str, *extra: str) -> list[str]:
-    """Two gloo ranks of the probed g-wgan run on the CPU, each a fairseq-train forked from a
-    process that imported fairseq (``run_logged(preloaded=True)``); their logs, NAME.rankR.log."""
+    """Two gloo ranks of the probed g-wgan run on the CPU, each a fairseq-train process
+    (``run_logged``); their logs, NAME.rankR.log."""
     port = 20000 + (hash(str(probe_dir) + name) % 20000)
     distributed = ["--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp"]
     distributed += ["--distributed-world-size", "2", "--distributed-no-spawn"]
@@ -185,7 +185,7 @@ def train_two_ranks(demo: Path, probe_dir: Path, name: str, *extra: str) -> list
 
     def rank(r: int) -> None:  # a failing or hung rank raises StepError with its log's tail
         argv = [*command, "--distributed-rank", str(r)]
-        run_logged(argv, logs[r], threads=1, preloaded=True, timeout=RANK_TIMEOUT)
+        run_logged(argv, logs[r], threads=1, timeout=RANK_TIMEOUT)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         for done in [pool.submit(rank, r) for r in (0, 1)]:
