@@ -26,18 +26,30 @@ The paper's names are aliases (``ALIASES``): ``baseline`` = ``ctx-mul``, ``basel
 label smoothing included: ``flags(name, label_smoothing=X)`` gives both criteria
 ``--label-smoothing X`` (default: none for NLL, which is smoothing 0, the paper's L_Q).
 
-This module needs only the standard library, so that shell scripts can call it fast
-(``python -S -m fairseq_mmt_adv.recipes.systems``, see ``main``).
+The weights' defaults and the critic's settings are the criterion's defaults
+(``fairseq_mmt_adv/criterions/adversarial_reconstruction.py``), written out in every command.
+
+Command line (``python -m fairseq_mmt_adv.recipes.systems --help``): a system's flags, one per
+line; with ``--tsv`` its settings as ``KEY<TAB>VALUE`` lines (SYSTEM, FAMILY, ARCH_PREFIX,
+BASELINE, RUN_NAME, then one ``FLAG`` line per flag), which examples/multi30k/train.sh reads;
+with ``--requests FILE`` those lines of many requests in one call (each Python process imports
+fairseq: seconds), each line prefixed by its request.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import shlex
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from fairseq_mmt_adv.criterions.adversarial_reconstruction import (
+    DEFAULT_LAMBDA_R as CRITERION_LAMBDA_R,
+)
+from fairseq_mmt_adv.criterions.adversarial_reconstruction import (
+    AdversarialReconstructionCriterionConfig,
+)
 from fairseq_mmt_adv.recipes.command_line import report_errors
 
 RECONSTRUCTIONS = ("mse", "q-waae", "g-wgan")
@@ -47,11 +59,18 @@ ARCH_PREFIXES = {"cgru": "cgru_mmt", "transformer": "transformer_mmt"}
 BASELINES = {"cgru": "ctx-mul", "transformer": "transformer-text-only"}
 ALIASES = {"baseline": "ctx-mul", "baseline-nov": "text-only"}
 
-# The paper's weights (section 5.1; Algorithm 1 has no reconstruction term), as command-line
-# text. They are the criterion's defaults too (tests/test_systems.py checks it).
-DEFAULT_LAMBDA_R = {"mse": "0.2", "q-waae": "0.2", "g-wgan": "0"}
-DEFAULT_LAMBDA_A = "0.2"
-DEFAULT_NOISE_DIM = "128"
+
+def flag_text(value: float | int | str) -> str:
+    """A criterion default as command-line text: 0.2, 0 (not 0.0), 10, 0.0002, (0.5, 0.9)."""
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+_CRITERION = AdversarialReconstructionCriterionConfig()
+# The paper's weights (section 5.1; Algorithm 1 has no reconstruction term): the criterion's
+# defaults, as command-line text.
+DEFAULT_LAMBDA_R = {mode: flag_text(weight) for mode, weight in CRITERION_LAMBDA_R.items()}
+DEFAULT_LAMBDA_A = flag_text(_CRITERION.lambda_a)
+DEFAULT_NOISE_DIM = flag_text(_CRITERION.noise_dim)
 # The weights each mode takes, in the order of their flags (and of the run name's parts).
 WEIGHTS = {
     None: (),
@@ -67,11 +86,12 @@ NO_SUCH_WEIGHT = {
     "mse": "has no adversarial term (lambda_a, noise)",
     "q-waae": "has no noise (--noise-dim is for g-wgan)",
 }
-# The critic D of the adversarial modes (section 5.1): gradient penalty 10, Adam 2e-4 (0.5, 0.9),
-# 5 critic updates per training step.
-PAPER_CRITIC = (
-    *("--lambda-gp", "10", "--critic-lr", "2e-4"),
-    *("--critic-betas", "(0.5, 0.9)", "--critic-iters", "5"),
+# The critic D of the adversarial modes (section 5.1: gradient penalty 10, Adam 2e-4 (0.5, 0.9),
+# 5 critic updates per training step): the criterion's defaults, as flags.
+PAPER_CRITIC = tuple(
+    word
+    for field in ("lambda_gp", "critic_lr", "critic_betas", "critic_iters")
+    for word in ("--" + field.replace("_", "-"), flag_text(getattr(_CRITERION, field)))
 )
 NLL_CRITERION = ("--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0")
 NUMBER = re.compile(r"[0-9]+([.][0-9]+)?")
@@ -194,23 +214,36 @@ def run_name(name: str, **weights: float | str | None) -> str:
     return name + "".join(f"_{RUN_NAME_PART[key]}{value}" for key, value in values.items())
 
 
-def shell_settings(
+def settings_rows(
     name: str, label_smoothing: float | str | None = None, **weights: float | str | None
-) -> str:
-    """bash assignments of a system: SYSTEM (canonical name), FAMILY, ARCH_PREFIX, BASELINE,
-    RUN_NAME and the array SYSTEM_FLAGS (for ``eval`` in examples/multi30k/train.sh)."""
+) -> list[tuple[str, str]]:
+    """A system's settings as (KEY, VALUE) rows: SYSTEM (the canonical name), FAMILY,
+    ARCH_PREFIX, BASELINE, RUN_NAME, then ("FLAG", word) for each of its flags."""
     system = get(name)
-    words = " ".join(shlex.quote(word) for word in flags(name, label_smoothing, **weights))
-    return "\n".join(
-        [
-            f"SYSTEM={shlex.quote(system.name)}",
-            f"FAMILY={system.family}",
-            f"ARCH_PREFIX={ARCH_PREFIXES[system.family]}",
-            f"BASELINE={BASELINES[system.family]}",
-            f"RUN_NAME={shlex.quote(run_name(name, **weights))}",
-            f"SYSTEM_FLAGS=({words})",
-        ]
-    )
+    return [
+        ("SYSTEM", system.name),
+        ("FAMILY", system.family),
+        ("ARCH_PREFIX", ARCH_PREFIXES[system.family]),
+        ("BASELINE", BASELINES[system.family]),
+        ("RUN_NAME", run_name(name, **weights)),
+        *(("FLAG", word) for word in flags(name, label_smoothing, **weights)),
+    ]
+
+
+def family_value(family: str, values: Iterable[str]) -> str | None:
+    """The label smoothing that ``--label-smoothing [FAMILY=]X`` values give ``family``: the
+    last ``X`` or ``family=X`` (``FAMILY=`` is none), else None."""
+    result = None
+    for value in values:
+        target, sep, number = value.rpartition("=")
+        if sep and target not in FUSIONS:
+            families = ", ".join(FUSIONS)
+            raise SystemSpecError(
+                f"--label-smoothing {value}: no family {target!r} (the families: {families})"
+            )
+        if not sep or target == family:
+            result = number
+    return result
 
 
 def describe() -> str:
@@ -223,25 +256,96 @@ def describe() -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m fairseq_mmt_adv.recipes.systems",
-        description="Print the fairseq-train flags of SYSTEM, one per line, or with --shell as "
-        "bash assignments (SYSTEM, FAMILY, ARCH_PREFIX, BASELINE, RUN_NAME, SYSTEM_FLAGS=(...)).",
-    )
+class _RequestParser(argparse.ArgumentParser):
+    """Reads one line of ``--requests``: errors raise instead of ending the process."""
+
+    def error(self, message: str):
+        raise SystemSpecError(message)
+
+
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """A request: a system and its weights and label smoothing."""
     parser.add_argument("system", nargs="?", help="a system or alias (see --list)")
     parser.add_argument("--lambda-r", help="reconstruction weight ('': the default)")
     parser.add_argument("--lambda-a", help="adversarial weight ('': the default)")
     parser.add_argument("--noise-dim", help="g-wgan noise size |z| ('': the default)")
-    parser.add_argument("--label-smoothing", help="smooth the NLL ('': none, the paper's)")
-    parser.add_argument("--shell", action="store_true", help="bash assignments")
+    parser.add_argument(
+        "--label-smoothing",
+        action="append",
+        default=[],
+        metavar="[FAMILY=]X",
+        help="smooth the NLL by X, of FAMILY's systems only with FAMILY=X (repeatable; '': "
+        "none, the paper's)",
+    )
+
+
+def request_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The settings rows of a parsed request."""
+    if args.system is None:
+        raise SystemSpecError("a request needs a SYSTEM (see --list)")
+    smoothing = family_value(get(args.system).family, args.label_smoothing)
+    return settings_rows(args.system, smoothing, **{key: getattr(args, key) for key in FLAG_OF})
+
+
+def table(lines: Iterable[str], source: str) -> list[str]:
+    """``REQUEST<TAB>KEY<TAB>VALUE`` lines of each request in ``lines`` (a system and its
+    options, as on the command line; REQUEST is the line's words joined by single spaces)."""
+    parser = _RequestParser(prog="a request", add_help=False)
+    add_request_arguments(parser)
+    result = []
+    for number, line in enumerate(lines, 1):
+        words = line.split()
+        if not words:
+            continue
+        try:
+            rows = request_rows(parser.parse_args(words))
+        except SystemSpecError as err:
+            raise SystemSpecError(f"{source} line {number} ({line.strip()}): {err}") from None
+        result += [f"{' '.join(words)}\t{key}\t{value}" for key, value in rows]
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m fairseq_mmt_adv.recipes.systems",
+        description="Print the fairseq-train flags of SYSTEM, one per line; with --tsv its "
+        "settings as KEY<TAB>VALUE lines (SYSTEM, FAMILY, ARCH_PREFIX, BASELINE, RUN_NAME, then a "
+        "FLAG line per flag); with --requests FILE those lines of each request in FILE, prefixed "
+        "by the request and a TAB.",
+    )
+    add_request_arguments(parser)
+    parser.add_argument("--tsv", action="store_true", help="KEY<TAB>VALUE lines")
+    parser.add_argument(
+        "--requests",
+        metavar="FILE",
+        help="one request a line (SYSTEM and its options, e.g. 'q-waae --lambda-r=0.5'); "
+        "'-': standard input",
+    )
     parser.add_argument("--list", action="store_true", help="print the systems")
     parser.add_argument("--prog", help="the name errors start with (a calling script's)")
     args = parser.parse_args(argv)
     args.prog = args.prog or parser.prog
-    if not args.list and args.system is None:
-        parser.error("give one SYSTEM (see --help or --list)")
+    if args.requests is not None and args.system is not None:
+        parser.error("give one SYSTEM or --requests FILE, not both")
+    if not args.list and args.system is None and args.requests is None:
+        parser.error("give one SYSTEM or --requests FILE (see --help or --list)")
     return args
+
+
+def output(args: argparse.Namespace) -> str:
+    """What the command line prints (but --list)."""
+    if args.requests == "-":
+        return "\n".join(table(sys.stdin, "standard input"))
+    if args.requests is not None:
+        try:
+            with open(args.requests, encoding="utf-8") as requests:
+                return "\n".join(table(requests, args.requests))
+        except OSError as err:
+            raise SystemSpecError(f"--requests {args.requests}: {err.strerror}") from None
+    rows = request_rows(args)
+    if args.tsv:
+        return "\n".join(f"{key}\t{value}" for key, value in rows)
+    return "\n".join(value for key, value in rows if key == "FLAG")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,20 +353,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print(describe())
         return 0
-    weights = {key: getattr(args, key) for key in FLAG_OF}
-    if args.shell:
-        return report_errors(
-            args.prog,
-            SystemSpecError,
-            lambda: print(shell_settings(args.system, args.label_smoothing, **weights)),
-            status=2,
-        )
-    return report_errors(
-        args.prog,
-        SystemSpecError,
-        lambda: print("\n".join(flags(args.system, args.label_smoothing, **weights))),
-        status=2,
-    )
+
+    def show() -> None:
+        text = output(args)
+        if text:
+            print(text)
+
+    return report_errors(args.prog, SystemSpecError, show, status=2)
 
 
 if __name__ == "__main__":
