@@ -32,10 +32,11 @@ setup(
             "sacremoses",
             "pillow",
             "matplotlib",
+            "torchvision==0.28.0",  # the release made for torch 2.13.0 (see scripts/setup-env.sh)
         ],
         "plots": ["matplotlib"],
         "tok": ["sacremoses"],
-        "features": ["pillow", "tqdm"],
+        "features": ["pillow", "tqdm", "torchvision==0.28.0"],
         # fairseq-train --tensorboard-logdir (fairseq prints "Please install tensorboardX" without)
         "tensorboard": ["tensorboardX"],
     },

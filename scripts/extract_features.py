@@ -18,8 +18,8 @@ The run is resumable: rows go into a memory-mapped ``OUT.partial`` and ``OUT.pro
 how many are done together with a fingerprint of the split file, layer, weights and dtype. Run the
 same command again after an interruption to continue; the finished file is renamed to ``OUT``.
 
-Needs torch, numpy, Pillow and tqdm; uses torchvision's ResNet-50 when torchvision imports and an
-equivalent built-in definition (same state_dict keys) otherwise. Fairseq is not needed.
+Needs torch, torchvision (its ResNet-50 and transforms), numpy, Pillow and tqdm (the features
+extra of setup.py). Fairseq is not needed.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from fairseq_mmt_adv.translation.image_features import (
     WEIGHT_URLS,
     ExtractionError,
     describe,
+    feature_network,
     forward_features,
     load_model,
     read_image,
@@ -300,9 +301,9 @@ def extract(args: argparse.Namespace) -> None:
         num_workers=args.workers,
         pin_memory=device.type == "cuda",
     )
-    model.to(device)
+    network = feature_network(model, args.layer).to(device)
     partial, progress = side_files(args.out)
-    row = extract_rows(model, loader, array, paths, start, fingerprint, progress, args, device)
+    row = extract_rows(network, loader, array, paths, start, fingerprint, progress, args, device)
     del array
     if row < len(paths):
         print(
@@ -326,9 +327,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def extract_rows(model, loader, array, paths, start, fingerprint, progress, args, device) -> int:
-    """Write the loader's batches into ``array`` from row ``start``, recording the progress
-    after each; the row reached."""
+def extract_rows(network, loader, array, paths, start, fingerprint, progress, args, device) -> int:
+    """Write the loader's batches (through :func:`feature_network`'s ``network``) into ``array``
+    from row ``start``, recording the progress after each; the row reached."""
     row = start
     with torch.inference_mode(), tqdm(total=len(paths), initial=start, unit="img") as bar:
         for images, errors in loader:
@@ -336,7 +337,7 @@ def extract_rows(model, loader, array, paths, start, fingerprint, progress, args
             if failed:
                 more = f" (and {len(failed) - 1} more in this batch)" if len(failed) > 1 else ""
                 raise ExtractionError(failed[0] + more)
-            features = forward_features(model, images.to(device, non_blocking=True), args.layer)
+            features = forward_features(network, images.to(device, non_blocking=True), args.layer)
             batch = features.float().cpu().numpy().astype(array.dtype)
             if not np.isfinite(batch).all():
                 raise ExtractionError(

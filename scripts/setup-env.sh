@@ -35,10 +35,26 @@ if ! "$py" -c "import torch" 2>/dev/null; then
   echo "installing ${TORCH_SPEC:-torch==2.13.0}"
   "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
 fi
+# Every install below keeps the torch found here: pip stops rather than replace it.
+torch_version=$("$py" -c "import torch; print(torch.__version__)")
+echo "torch==$torch_version" >"$venv/torch-constraint.txt"
+pip+=(--constraint "$venv/torch-constraint.txt")
+# torchvision==0.28.0 (the test and features extras) requires torch==2.13.0 exactly, any build of
+# it (+cpu, +cu128...). Another torch (re-used from $python) would make pip fail on it: then the
+# plugin comes without those extras, and the torchvision made for that torch is to be installed
+# by hand.
+extras=test,tensorboard
+if [ "${torch_version%%+*}" != 2.13.0 ]; then
+  echo "warning: torch $torch_version: torchvision==0.28.0 needs torch 2.13.0, so the test and" \
+    "features extras are left out; install by hand the torchvision release made for torch" \
+    "$torch_version (the tests and scripts/extract_features.py need it) and the other" \
+    "packages of those extras (setup.py)" >&2
+  extras=tensorboard
+fi
 # fairseq-fixed builds its extensions against the torch, numpy and cython found here
 "${pip[@]}" cython numpy "setuptools<81" wheel
 echo "installing fairseq-fixed and the plugin (the first time builds fairseq: a few minutes)"
-"${pip[@]}" --no-build-isolation -e "${root}[test,tensorboard]"
+"${pip[@]}" --no-build-isolation -e "${root}[$extras]"
 "$py" -c "import fairseq, fairseq_mmt_adv; print('fairseq', fairseq.__version__)" 2>/dev/null
 echo "$want" >"$stamp"
 echo "environment ready: $venv"

@@ -27,7 +27,7 @@ from helpers import (
 from fairseq_mmt_adv.checkpoints.loading import CheckpointError
 from fairseq_mmt_adv.criterions.adversarial_reconstruction import CriterionStateMismatch
 from fairseq_mmt_adv.data import VisualFeatureError
-from fairseq_mmt_adv.data.visual_features import FeatureNormalizer
+from fairseq_mmt_adv.models.visual_input import FeatureNormalizer
 
 SMALL = ["--encoder-hidden-size", "16", "--decoder-hidden-size", "16"]
 
@@ -69,7 +69,8 @@ def trained(tiny_corpus, tmp_path_factory) -> Path:
 
 def test_a_constant_train_dimension_is_zero_whatever_its_value():
     mean, std = torch.tensor([1.0, 5.0]), torch.tensor([2.0, 0.0])
-    normalized = FeatureNormalizer("standardize", mean, std)(torch.tensor([[3.0, 1e6], [1.0, -7]]))
+    normalizer = FeatureNormalizer("standardize", 2, mean, std)
+    normalized = normalizer(torch.tensor([[3.0, 1e6], [1.0, -7]]))
     torch.testing.assert_close(normalized, torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
 
 
@@ -180,8 +181,11 @@ def test_a_hand_built_net_input_with_raw_features_translates_as_the_dataset_does
     for a, b in zip(via_dataset, by_hand, strict=True):
         assert torch.equal(a[0]["tokens"], b[0]["tokens"])
         assert a[0]["score"] == pytest.approx(b[0]["score"])
-    normalized = task.normalized_sample(sample)
-    assert task.normalized_sample(normalized) is normalized  # never twice
+    # normalized once, by the model's encoder: not by the task, not twice
+    normalizer = models[0].encoder.visual_input.normalizer
+    once = normalizer(raw)
+    torch.testing.assert_close(models[0].encoder.visual_input(raw), once)
+    assert not torch.allclose(normalizer(once), once)
 
 
 # 9. a damaged checkpoint is named, with a way out

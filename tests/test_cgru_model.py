@@ -227,7 +227,7 @@ def test_decoder_init_and_implementation_are_checked():
 
 
 def test_the_fused_steps_refuse_a_fusion_that_is_not_linear_in_the_context(monkeypatch):
-    from fairseq_mmt_adv.fusions.context import ContextMultiplicativeFusion
+    from fairseq_mmt_adv.fusions.ctx_mul import ContextMultiplicativeFusion
 
     monkeypatch.setattr(ContextMultiplicativeFusion, "linear_in_context", False)
     with pytest.raises(ValueError, match="needs a fusion that is linear in the context"):

@@ -13,6 +13,7 @@ import torch
 from helpers import PACKAGE_DIR, generate, train
 
 LEGACY = Path(__file__).resolve().parent / "data" / "legacy-cgru"
+LEGACY_TRANSFORMER = LEGACY.parent / "legacy-transformer"
 
 
 def scored_hypotheses(output: str) -> dict[int, tuple[float, str]]:
@@ -24,11 +25,16 @@ def scored_hypotheses(output: str) -> dict[int, tuple[float, str]]:
     return found
 
 
-def test_a_checkpoint_of_the_argparse_era_loads_and_decodes_as_it_did(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("legacy", [LEGACY, LEGACY_TRANSFORMER], ids=["cgru", "transformer"])
+def test_a_checkpoint_of_the_argparse_era_loads_and_decodes_as_it_did(
+    tiny_corpus, tmp_path, legacy
+):
+    """cGRU: options as argparse flags; Transformer: features normalized by the task, no
+    normalization buffers in the model's state."""
     for lang in ("en", "de"):  # the same data as the checkpoint was trained on
-        assert filecmp.cmp(LEGACY / f"dict.{lang}.txt", tiny_corpus / "bin" / f"dict.{lang}.txt")
+        assert filecmp.cmp(legacy / f"dict.{lang}.txt", tiny_corpus / "bin" / f"dict.{lang}.txt")
     checkpoint = tmp_path / "checkpoint.pt"
-    shutil.copy(LEGACY / "checkpoint.pt.bin", checkpoint)
+    shutil.copy(legacy / "checkpoint.pt.bin", checkpoint)
     state = torch.load(checkpoint, weights_only=True)  # the plugin's allow-list suffices
     assert isinstance(state["cfg"]["model"], argparse.Namespace)
     output = generate(
@@ -37,7 +43,7 @@ def test_a_checkpoint_of_the_argparse_era_loads_and_decodes_as_it_did(tiny_corpu
         "--gen-subset", "test", "--beam", "2", "--batch-size", "16",
     )  # fmt: skip
     got = scored_hypotheses(output)
-    expected = scored_hypotheses((LEGACY / "hypotheses.txt").read_text())
+    expected = scored_hypotheses((legacy / "hypotheses.txt").read_text())
     assert len(expected) == 61 and got.keys() == expected.keys()
     for sentence, (score, text) in expected.items():
         assert got[sentence][1] == text

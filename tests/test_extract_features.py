@@ -1,5 +1,6 @@
-"""scripts/extract_features.py and translation.image_features: ResNet-50 features in split
-order, resumable, described beside the file, the same from the library; clear errors.
+"""scripts/extract_features.py and translation.image_features: torchvision's ResNet-50
+features in split order, resumable, described beside the file, the same from the library, the
+same as the features made before the network was torchvision's; clear errors.
 
 Forward passes use --random-weights on a handful of small generated images (about 0.2 s each).
 """
@@ -11,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ _spec.loader.exec_module(ef)
 
 torch.set_num_threads(1)
 
+BEFORE = Path(__file__).resolve().parent / "data" / "resnet50-features"  # see its README.md
 COCO = "COCO_val2014_000000391895.jpg"
 SPLIT = ["a.jpg", "b.jpg", "c.png", f"{COCO}#2"]  # rows 0-3 of the reference run
 # sha256 of "name (shape)" lines of torchvision 0.29's resnet50().state_dict(), in order
@@ -105,7 +108,9 @@ def extractor(reference_run) -> imf.FeatureExtractor:
 
 
 def test_resnet50_state_dict_matches_torchvision():
-    model = imf.ResNet50()
+    """The network's state_dict is the one that weights files and the sha256 of feature
+    descriptions were made of."""
+    model = imf.build_resnet50()
     shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     assert len(shapes) == 320
     assert shapes["conv1.weight"] == (64, 3, 7, 7)
@@ -122,11 +127,12 @@ def test_resnet50_state_dict_matches_torchvision():
 
 
 def test_preprocess_resize_crop_normalize():
-    assert imf.resized_size(300, 200) == (384, 256)
-    assert imf.resized_size(200, 333) == (256, 426)
+    resize = imf.transform().transforms[0]  # the shorter side to 256, the ratio kept
+    assert resize(Image.new("RGB", (300, 200))).size == (384, 256)
+    assert resize(Image.new("RGB", (200, 333))).size == (256, 426)
     gray = imf.preprocess(Image.new("L", (300, 500), 128))
     assert gray.shape == (3, 224, 224) and gray.dtype == torch.float32
-    expected = (128 / 255 - imf.MEAN) / imf.STD
+    expected = (128 / 255 - np.array(imf.MEAN)) / np.array(imf.STD)
     np.testing.assert_allclose(gray.mean(dim=(1, 2)).numpy(), expected, rtol=1e-6)
     # a white right half survives the center crop of a 2:1 image exactly in the right half
     half = np.zeros((100, 200, 3), dtype=np.uint8)
@@ -178,9 +184,9 @@ def test_resume_after_interruption_equals_uninterrupted_run(
     seen = []
     forward = ef.forward_features
 
-    def counting_forward(model: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+    def counting_forward(network: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
         seen.append(len(x))
-        return forward(model, x, layer)
+        return forward(network, x, layer)
 
     monkeypatch.setattr(ef, "forward_features", counting_forward)
     extract(images, split, out)
@@ -248,7 +254,7 @@ def test_empty_split_file_and_existing_output(images, tmp_path):
 
 
 def test_weights_file_loading(tmp_path, monkeypatch):
-    model = imf.ResNet50()
+    model = imf.build_resnet50()
     imf.randomize_(model)
     good = tmp_path / "resnet50.pth"
     torch.save(model.state_dict(), good)
@@ -257,11 +263,18 @@ def test_weights_file_loading(tmp_path, monkeypatch):
     torch.save({"conv1.weight": torch.zeros(1)}, wrong)
     with pytest.raises(imf.ExtractionError, match=r"other\.pth is not a torchvision ResNet-50"):
         imf.load_model(wrong, False)
-    monkeypatch.setattr(imf, "torchvision_models", lambda: None)
-    with pytest.raises(
-        imf.ExtractionError, match=r"(?s)offline.*resnet50-11ad3fa6\.pth.*--weights"
-    ):
+    import torchvision.models._api as weights_api
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError(f"no network for {url}")
+
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", offline)  # torchvision's download
+    offline_message = r"(?s)offline.*no network for .*resnet50-11ad3fa6\.pth.*--weights"
+    with pytest.raises(imf.ExtractionError, match=offline_message):
         imf.load_model(None, False)
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # not installed
+    with pytest.raises(imf.ExtractionError, match=r"need torchvision .*features extra"):
+        imf.load_model(good, False)
 
 
 def test_the_description_travels_with_the_features(reference_run, tmp_path):
@@ -291,7 +304,7 @@ def test_the_library_extracts_what_the_script_wrote(images, reference, extractor
 
 def test_the_extractor_refuses_other_weights_layers_and_bad_images(extractor, tmp_path):
     described = extractor.description
-    other = imf.ResNet50()
+    other = imf.build_resnet50()
     imf.randomize_(other, seed=1)
     weights = tmp_path / "other.pth"
     torch.save(other.state_dict(), weights)
@@ -306,3 +319,23 @@ def test_the_extractor_refuses_other_weights_layers_and_bad_images(extractor, tm
         extractor.features([Image.new("RGB", (40, 30)), tmp_path / "broken.jpg"])
     with pytest.raises(imf.ExtractionError, match=r"image 1 \(.*gone\.jpg\): no image at"):
         extractor.features([tmp_path / "gone.jpg"])
+
+
+def test_features_made_before_torchvision_are_recognised_and_remade(tmp_path):
+    """The written-out ResNet-50's features (tests/data/resnet50-features): their descriptions
+    are accepted as they are, torchvision's layers give the same rows, and the script writes the
+    same description again. (Thread counts change the last bits of a convolution: hence the
+    tolerance, far below the differences that other weights or preprocessing make.)"""
+    images = [BEFORE / "images" / "a.png", BEFORE / "images" / "b.png"]
+    pool5 = imf.read_description(BEFORE / "pool5.npy")
+    rows = imf.extractor_for(pool5).features(images)
+    np.testing.assert_allclose(rows, np.load(BEFORE / "pool5.npy"), rtol=1e-3, atol=1e-4)
+    res4f = imf.read_description(BEFORE / "res4f.npy")  # the description alone was kept
+    regions = imf.extractor_for(res4f).features(images)
+    assert regions.shape == (2, 196, 1024)
+    sample = np.load(BEFORE / "res4f.sample.npy")
+    np.testing.assert_allclose(regions[:, ::7, ::8], sample, rtol=1e-3, atol=1e-4)
+    out = tmp_path / "pool5.npy"
+    extract(BEFORE / "images", BEFORE / "split.txt", out, "--dtype", "float32")
+    assert imf.read_description(out) == pool5
+    np.testing.assert_allclose(np.load(out), np.load(BEFORE / "pool5.npy"), rtol=1e-3, atol=1e-4)

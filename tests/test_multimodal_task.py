@@ -8,6 +8,7 @@ import torch
 from helpers import FEATURE_DIM, SPLIT_SIZES, setup_task
 
 from fairseq_mmt_adv.data import VisualFeatureError
+from fairseq_mmt_adv.models.contract import visual_features_of
 
 
 def task_for(corpus, features_dir=None, *extra):
@@ -65,15 +66,16 @@ def test_features_stay_aligned_through_filtering_and_shuffled_batching(tiny_corp
 def test_l2_normalization_gives_unit_vectors(tiny_corpus):
     task = task_for(tiny_corpus, None, "--visual-feature-norm", "l2")
     _, batches = iterate(task, "valid", max_sentences=8)
-    batches = [task.normalized_sample(b) for b in batches]
-    norms = torch.cat([b["net_input"]["visual_features"] for b in batches]).norm(dim=1)
+    normalize = visual_features_of(task, "test").normalizer  # what the model is built with
+    norms = torch.cat([normalize(b["net_input"]["visual_features"]) for b in batches]).norm(dim=1)
     torch.testing.assert_close(norms, torch.ones_like(norms))
 
 
 def test_standardize_uses_train_statistics_that_travel_in_the_task_state(tiny_corpus, tmp_path):
     task = task_for(tiny_corpus)  # standardize is the default
     _, batches = iterate(task, "train", max_sentences=100)
-    train = torch.cat([task.normalized_sample(b)["net_input"]["visual_features"] for b in batches])
+    normalize = visual_features_of(task, "test").normalizer  # what the model is built with
+    train = torch.cat([normalize(b["net_input"]["visual_features"]) for b in batches])
     torch.testing.assert_close(train.mean(0), torch.zeros(FEATURE_DIM), atol=1e-4, rtol=0)
     torch.testing.assert_close(
         train.std(0, unbiased=False), torch.ones(FEATURE_DIM), atol=1e-3, rtol=0
@@ -89,9 +91,10 @@ def test_standardize_uses_train_statistics_that_travel_in_the_task_state(tiny_co
     _, test_batches = iterate(decoding, "test", task_cfg=task.cfg, max_sentences=100)
     raw = np.load(tmp_path / "test.npy")
     mean, std = state["visual_feature_stats"]
-    batch = decoding.normalized_sample(test_batches[0])
+    batch = test_batches[0]
     expected = (torch.from_numpy(raw[batch["id"].numpy()]) - mean) / std
-    torch.testing.assert_close(batch["net_input"]["visual_features"], expected)
+    normalize = visual_features_of(decoding, "test").normalizer
+    torch.testing.assert_close(normalize(batch["net_input"]["visual_features"]), expected)
 
 
 def test_shuffled_features_are_a_fixed_permutation_on_evaluation_splits_only(tiny_corpus):

@@ -111,9 +111,13 @@ def test_sacrebleu_on_detokenized_hypotheses_vs_raw_references(
 
 
 def test_remove_bpe() -> None:
+    """fairseq's post_process: its symbols, and a clear error for another."""
     assert scoring.remove_bpe("zwei fu@@ ß@@ ball spieler@@") == "zwei fußball spieler"
     assert scoring.remove_bpe("a b") == "a b"
-    assert scoring.remove_bpe("ab## c", "## ") == "abc"
+    assert scoring.remove_bpe("zwei fu@@ ßball", "subword_nmt") == "zwei fußball"
+    assert scoring.remove_bpe("\u2581zwei \u2581fu ß ball", "sentencepiece") == "zwei fußball"
+    with pytest.raises(scoring.ScoringError, match="--remove-bpe '## ': fairseq's post_process"):
+        scoring.remove_bpe("ab## c", "## ")
 
 
 def test_remove_bpe_option(files: dict[str, Path], capsys: pytest.CaptureFixture) -> None:

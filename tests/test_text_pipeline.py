@@ -1,4 +1,5 @@
-"""The data directory's preprocessing, applied to new text and undone on the output."""
+"""The data directory's preprocessing record, read as fairseq's tokenizer and BPE, applied to
+new text and undone on the output; the tokenizers that fairseq lacks."""
 
 import os
 import subprocess
@@ -8,15 +9,28 @@ from pathlib import Path
 import pytest
 from helpers import REGISTERED
 
+from fairseq_mmt_adv.recipes import moses
 from fairseq_mmt_adv.translation.text_pipeline import PREPROCESSING_FILE, TextPipeline, main
 
+TRICKY = [
+    "A man's bike, “old”.",
+    "  Two  t-shirts\tand a 3-year-old's toy…  ",
+    "Ein Mann – „alt“ & jung: 1,000 € (ca.)!",
+    "L'homme « vieux »  à l'école ?",
+    "Hello <b>world</b> | [x] {y}",
+]
 
-def test_without_a_preprocessing_file_text_passes_as_it_is(tmp_path):
-    pipeline = TextPipeline.load(tmp_path)
+
+def test_without_steps_text_passes_as_it_is(tmp_path):
+    """No preprocessing.json: fairseq's defaults (no tokenizer, no BPE: the dictionary splits
+    the text on whitespace). A record of no steps: whitespace only."""
+    assert TextPipeline.load(tmp_path) is None
+    TextPipeline("en", "de").save(tmp_path)
+    tokenizer, bpe = TextPipeline.load(tmp_path).build()
     text = "A  man rides,  a Bike."
-    assert pipeline.tokenize(text) == "A man rides, a Bike."  # whitespace only
-    assert pipeline.apply_bpe("a b") == "a b" and pipeline.remove_bpe("a@@ b") == "a@@ b"
-    assert pipeline.detokenize("x , y") == "x , y"
+    assert tokenizer.encode(text) == "A man rides, a Bike."  # whitespace only
+    assert bpe is None
+    assert tokenizer.decode("x , y") == "x , y"
 
 
 def test_multi30k_steps_match_the_official_tokenized_files(tmp_path):
@@ -31,12 +45,36 @@ def test_multi30k_steps_match_the_official_tokenized_files(tmp_path):
     pipeline.save(tmp_path)
     loaded = TextPipeline.load(tmp_path)
     assert loaded.lowercase and loaded.bpe_codes == "codes"
-    tokens = loaded.tokenize("A man's bike, “old”.")
+    assert loaded.fairseq_options() == {
+        "source_lang": "en", "target_lang": "de", "tokenizer": "moses_lowercase",
+        "moses_no_dash_splits": True, "moses_keep_case": False, "bpe": "subword_nmt",
+        "bpe_codes": str(tmp_path / "codes"),
+    }  # fmt: skip
+    tokenizer, bpe = loaded.build()  # fairseq's registries build them
+    tokens = tokenizer.encode("A man's bike, “old”.")
     assert tokens == "a man &apos;s bike , &quot; old . &quot;"  # Moses moves the stop in
-    segmented = loaded.apply_bpe("a bike bikers")
+    segmented = bpe.encode("a bike bikers")
     assert segmented.startswith("a bike ") and "@@ " in segmented  # an unseen word is split
-    assert loaded.remove_bpe(segmented) == "a bike bikers"
-    assert loaded.detokenize("ein &quot; alter &quot; mann , hier .") == 'ein "alter" mann, hier.'
+    assert bpe.decode(segmented) == "a bike bikers"
+    assert tokenizer.decode("ein &quot; alter &quot; mann , hier .") == 'ein "alter" mann, hier.'
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+def test_the_tokenizer_is_that_of_the_training_data(tmp_path, lang, lowercase):
+    """recipes.moses tokenized the training text (prepare-multi30k.sh); the tokenizer that
+    preprocessing.json becomes gives the same tokens, dashes, quotes and case included."""
+    tokenizer, _ = TextPipeline(lang, "en", lowercase, "moses").build()
+    reference = moses.tokenizer(lang, lowercase)
+    assert [tokenizer.encode(line) for line in TRICKY] == [reference(line) for line in TRICKY]
+    assert "t-shirts" in tokenizer.encode(TRICKY[1])  # not fairseq's "t @-@ shirts"
+    assert any(line != line.lower() for line in map(tokenizer.encode, TRICKY)) != lowercase
+
+
+def test_lowercasing_without_moses(tmp_path):
+    tokenizer, _ = TextPipeline("en", "de", lowercase=True).build()
+    assert tokenizer.encode("A  Man\tRides.") == "a man rides."
+    assert tokenizer.decode("ein Mann .") == "ein Mann ."
 
 
 def test_a_broken_file_or_missing_codes_are_named(tmp_path):
@@ -45,12 +83,34 @@ def test_a_broken_file_or_missing_codes_are_named(tmp_path):
         TextPipeline.load(tmp_path)
     TextPipeline(bpe_codes="gone.codes").save(tmp_path)
     with pytest.raises(FileNotFoundError, match="gone.codes, which are missing"):
-        TextPipeline.load(tmp_path).apply_bpe("a")
+        TextPipeline.load(tmp_path).fairseq_options()
 
 
 def test_importing_it_registers_the_plugin():
     code = f"import fairseq_mmt_adv.translation.text_pipeline; {REGISTERED}"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+TOKENIZERS_REGISTERED = (
+    "from fairseq.data.encoders import TOKENIZER_REGISTRY as T; "
+    "assert {'moses_lowercase', 'lowercase'} <= set(T), 'the tokenizers are not registered'"
+)
+
+
+def test_the_lowercasing_tokenizers_register_with_fairseq():
+    """In fairseq's registry, as --tokenizer choices with their options."""
+    code = f"import fairseq_mmt_adv.translation; {TOKENIZERS_REGISTERED}"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    from fairseq import options
+    from fairseq.data import encoders
+
+    parser = options.get_interactive_generation_parser(default_task="multimodal_translation")
+    argv = [".", "--tokenizer", "moses_lowercase", "--moses-keep-case", "--source-lang", "de"]
+    args = options.parse_args_and_arch(parser, argv)
+    assert args.moses_keep_case and not args.moses_no_dash_splits  # fairseq's moses options too
+    assert encoders.build_tokenizer(args).encode("Ein T-Shirt") == "Ein T @-@ Shirt"
+    args.moses_keep_case = False
+    assert encoders.build_tokenizer(args).encode("Ein T-Shirt") == "ein t @-@ shirt"
 
 
 REPO = Path(__file__).resolve().parents[1]

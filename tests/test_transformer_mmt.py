@@ -9,7 +9,8 @@ from fairseq.data import Dictionary
 from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY
 from fairseq.sequence_generator import SequenceGenerator
 
-from fairseq_mmt_adv.fusions.encoder import GatedFusion, SelectiveAttentionFusion
+from fairseq_mmt_adv.fusions.gated import GatedFusion
+from fairseq_mmt_adv.fusions.selective_attention import SelectiveAttentionFusion
 
 VISUAL_DIM = 12
 SMALL = dict(
@@ -161,7 +162,7 @@ def test_beam_search_scores_equal_teacher_forced_scores(fusion, spatial):
 def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="--joined-dictionary"):
         build(joined=False, share_all_embeddings=True)
-    with pytest.raises(ValueError, match="unknown --visual-fusion 'ctx-mul'"):
+    with pytest.raises(ValueError, match="--visual-fusion 'ctx-mul' does not act on"):
         build(visual_fusion="ctx-mul")
     task = SimpleNamespace(source_dictionary=make_dictionary(), target_dictionary=make_dictionary())
     args = argparse.Namespace(arch="transformer_mmt_tiny", **SMALL)

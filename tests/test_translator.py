@@ -1,10 +1,12 @@
 """Translate new captions: MultimodalTranslator and fairseq-mmt-translate against
-fairseq-generate on demo-corpus models (plain, BPE + Moses, images through the extractor, text
-only); diverse beam search; and the bad input they refuse, named."""
+fairseq-generate on demo-corpus models (plain, BPE + Moses from preprocessing.json or from
+fairseq's --tokenizer/--bpe, images through the extractor, text only); diverse beam search; and
+the bad input they refuse, named."""
 
 import functools
 import importlib.util
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ from helpers import PACKAGE_DIR, cli_env, generate, hypotheses, preprocess, sing
 from PIL import Image
 
 from fairseq_mmt_adv import MultimodalTranslator
+from fairseq_mmt_adv.recipes import moses
 from fairseq_mmt_adv.recipes.demo_corpus import generate_demo_corpus
 from fairseq_mmt_adv.translation import cli as translate_cli
 from fairseq_mmt_adv.translation import image_features as imf
@@ -211,11 +214,15 @@ def test_bad_input_is_named(demo, multimodal, tmp_path):
         translate_cli.main([*base, "--input", str(source), "--features", str(wrong_rows)])
     with pytest.raises(TranslationInputError, match="fuses the image: give images="):
         translate_cli.main([*base, "--input", str(source)])
+    with pytest.raises(TranslationInputError, match=r"bpe=subword_nmt needs BPE codes: give"):
+        translate_cli.main([*base, "--input", str(source), "--bpe", "subword_nmt"])
+    with pytest.raises(TranslationInputError, match=r"BPE codes .*gone\.codes \(bpe_codes=\)"):
+        load(demo, multimodal, bpe="subword_nmt", bpe_codes=str(tmp_path / "gone.codes"))
     source.write_text(f"{two[0]}\tmissing.jpg\n")
     with pytest.raises(TranslationInputError, match="in.en, line 1: no image at missing.jpg"):
         translate_cli.main([*base, "--input", str(source)])
-    with pytest.raises(TranslationInputError, match="--bpe: the translator applies the steps"):
-        translate_cli.main([*base, "--input", str(source), "--bpe", "subword_nmt"])
+    with pytest.raises(TranslationInputError, match="--tokenizer moses needs --source-lang and"):
+        translate_cli.main([*base, "--input", str(source), "--tokenizer", "moses"])
     source.write_text(f"{two[0]}\n\n")
     with pytest.raises(TranslationInputError, match="in.en, line 2: the caption is empty"):
         translate_cli.main([*base, "--input", str(source), "--features", str(wrong_rows)])
@@ -245,11 +252,11 @@ def bpe_model(demo, tmp_path_factory) -> dict:
     with open(root / "data" / "bpe" / "codes", "w") as codes:
         learn_bpe(io.StringIO(train_text), codes, 40)
     steps = dict(lowercase=True, tokenizer="moses", bpe_codes="bpe/codes")
-    for side, other in (("en", "de"), ("de", "en")):
-        pipeline = TextPipeline(side, other, **steps, directory=str(root / "data"))
+    bpe = text_pipeline.load_bpe(root / "data" / "bpe" / "codes")
+    for side in ("en", "de"):
         for split in ("train", "valid", "test"):
             lines = (demo / "raw" / f"{split}.{side}").read_text().splitlines()
-            segmented = [pipeline.apply_bpe(line) for line in lines]
+            segmented = [bpe.encode(line) for line in lines]
             (root / f"{split}.{side}").write_text("\n".join(segmented) + "\n")
     preprocess(root, root / "data")
     TextPipeline("en", "de", **steps).save(root / "data")
@@ -287,6 +294,98 @@ def test_a_model_directory_translates_raw_captions_alone(demo, bpe_model):
     assert translations == [translator.detokenize(text) for text in expected]
     assert any(t != e for t, e in zip(translations, expected, strict=True))  # "x ." -> "x."
     assert all("@@" not in t for t in translations)
+    assert translations == moses_detokenized(expected)
+
+
+def moses_detokenized(lines: list[str]) -> list[str]:
+    """sacremoses' German detokenization, as the translator did it before fairseq's did."""
+    from sacremoses import MosesDetokenizer
+
+    detokenizer = MosesDetokenizer("de")
+    return [detokenizer.detokenize(line.split()) for line in lines]
+
+
+def test_the_translator_tokenizes_as_the_training_data_was(bpe_model):
+    """preprocessing.json's Moses (fairseq's registry, moses_lowercase) gives what
+    recipes.moses, which prepare-multi30k.sh runs, made of the same raw lines."""
+    translator = MultimodalTranslator.from_pretrained(bpe_model["model"], "checkpoint_last.pt")
+    assert translator.cfg.tokenizer._name == "moses_lowercase"
+    assert translator.cfg.bpe._name == "subword_nmt"
+    reference = moses.tokenizer("en", lowercase=True)
+    tricky = ["A man's T-shirt, “old”…", "Zwei  Hunde – „alt“ & jung: 1,000 € (ca.)!"]
+    for line in [*bpe_model["raw"], *tricky]:
+        assert translator.tokenize(line) == reference(line)
+
+
+def fairseq_layout(model: Path, directory: Path) -> Path:
+    """The model directory as fairseq's from_pretrained knows it: checkpoint, dictionaries,
+    bpecodes; no preprocessing.json."""
+    directory.mkdir()
+    shutil.copyfile(model / "checkpoint_last.pt", directory / "checkpoint_last.pt")
+    for name in ("dict.en.txt", "dict.de.txt"):
+        shutil.copyfile(model / name, directory / name)
+    shutil.copyfile(model / "bpe" / "codes", directory / "bpecodes")
+    return directory
+
+
+def test_a_tokenizer_takes_the_models_languages(demo, multimodal):
+    """Not given, a tokenizer's languages are the model's (fairseq's would be "en" and "en")."""
+    translator = load(demo, multimodal, tokenizer="moses")
+    assert (translator.cfg.tokenizer.source_lang, translator.cfg.tokenizer.target_lang) == (
+        "en", "de")  # fmt: skip
+    assert translator.tokenizer.detok.lang == "de"
+    assert translator.tokenize("A dog's ball.") == "A dog &apos;s ball ."
+
+
+def test_a_fairseq_layout_translates_with_fairseqs_tokenizer_and_bpe(
+    demo, bpe_model, tmp_path, capsys
+):
+    """fairseq-mmt-translate --tokenizer moses --bpe subword_nmt --bpe-codes FILE, and
+    from_pretrained(tokenizer=, bpe=), as fairseq-interactive and fairseq's hub take them; the
+    registered moses_lowercase reproduces preprocessing.json on the captions as typed."""
+    model = fairseq_layout(bpe_model["model"], tmp_path / "fairseq-model")
+    data = str(bpe_model["root"] / "data")
+    expected = reference(demo, bpe_model["model"], data, "--remove-bpe", "--max-len-b", "20")
+    typed = [caption[0].lower() + caption[1:] for caption in bpe_model["raw"]]  # moses keeps case
+    features = demo_features(demo)
+    with pytest.raises(TranslationInputError, match="give source_lang= and target_lang="):
+        MultimodalTranslator.from_pretrained(model, "checkpoint_last.pt", tokenizer="moses")
+    translator = MultimodalTranslator.from_pretrained(
+        model, "checkpoint_last.pt", tokenizer="moses", bpe="subword_nmt", source_lang="en",
+        target_lang="de", batch_size=9, max_len_b=20,
+    )  # fmt: skip
+    assert translator.cfg.bpe.bpe_codes == str(model / "bpecodes")  # found as fairseq finds it
+    with single_thread():
+        assert translator.translate(typed, features=features) == moses_detokenized(expected)
+    source = tmp_path / "captions.en"
+    base = [str(model), "--path", str(model / "checkpoint_last.pt"), "--input", str(source),
+            "--features", str(demo / "features" / "test.npy"), "--source-lang", "en",
+            "--target-lang", "de", "--bpe", "subword_nmt", "--bpe-codes", str(model / "bpecodes"),
+            "--beam", "5", "--batch-size", "9", "--max-len-b", "20", "--cpu"]  # fmt: skip
+    with single_thread():
+        source.write_text("\n".join(typed) + "\n")
+        assert translate_cli.main([*base, "--tokenizer", "moses"]) == 0
+        assert capsys.readouterr().out.splitlines() == moses_detokenized(expected)
+        source.write_text("\n".join(bpe_model["raw"]) + "\n")
+        lowercasing = ["--tokenizer", "moses_lowercase", "--moses-no-dash-splits"]
+        assert translate_cli.main([*base, *lowercasing]) == 0
+        assert capsys.readouterr().out.splitlines() == moses_detokenized(expected)
+
+
+def test_the_command_applies_preprocessing_json(demo, bpe_model, tmp_path, capsys):
+    """A model directory with today's preprocessing.json and nothing else given: raw captions in,
+    the Python interface's translations out."""
+    model = bpe_model["model"]
+    source = tmp_path / "captions.en"
+    source.write_text("\n".join(bpe_model["raw"][:6]) + "\n")
+    argv = [str(model), "--path", str(model / "checkpoint_last.pt"), "--input", str(source),
+            "--features", str(tmp_path / "six.npy"), "--max-len-b", "20", "--cpu"]  # fmt: skip
+    np.save(tmp_path / "six.npy", demo_features(demo)[:6])
+    data = str(bpe_model["root"] / "data")
+    expected = reference(demo, model, data, "--remove-bpe", "--max-len-b", "20")[:6]
+    with single_thread():
+        assert translate_cli.main(argv) == 0
+    assert capsys.readouterr().out.splitlines() == moses_detokenized(expected)
 
 
 # ---------------------------------------------------------------- images through the extractor
@@ -362,7 +461,7 @@ def test_images_translate_as_their_extracted_features(image_model, tmp_path, cap
 
 def test_images_are_refused_from_other_weights_or_unreadable(image_model, tmp_path):
     root = image_model["root"]
-    other = imf.ResNet50()
+    other = imf.build_resnet50()
     imf.randomize_(other, seed=7)
     weights = tmp_path / "other.pth"
     torch.save(other.state_dict(), weights)

@@ -15,10 +15,11 @@ dataclass; the numpy types the training meters of ``--eval-bleu`` runs; the omeg
 ``_TensorPlaceholder`` the state that rank 0 broadcasts when a data-parallel run resumes. A new
 ``cgru_mmt`` checkpoint needs none of them (tested).
 
-fairseq reads every checkpoint through ``checkpoint_utils.load_checkpoint_to_cpu``; a truncated
-file then fails deep in torch (``PytorchStreamReader failed reading zip archive``) without its
-name. :func:`load_checkpoint_to_cpu` wraps fairseq's: a damaged file raises
-:class:`CheckpointError` naming it and the newest intact checkpoint beside it.
+A truncated checkpoint fails deep in torch (``PytorchStreamReader failed reading zip archive``)
+without its name. The task checks the files before fairseq reads them: the checkpoint a run
+resumes from (:func:`read_task_state`) and those ``fairseq-generate --path`` names
+(:func:`check_intact`); a damaged one raises :class:`CheckpointError` naming it and the newest
+intact checkpoint beside it.
 """
 
 import argparse
@@ -33,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from fairseq import checkpoint_utils
 from fairseq.distributed.utils import _TensorPlaceholder
 from omegaconf import AnyNode, DictConfig, ListConfig
 from omegaconf.base import ContainerMetadata, Metadata
@@ -117,21 +117,22 @@ def damaged_checkpoint_error(path: str, error: Exception) -> CheckpointError:
     )
 
 
-_fairseq_load_checkpoint_to_cpu = checkpoint_utils.load_checkpoint_to_cpu
-
-
-def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
-    """fairseq's loader; a damaged file raises :class:`CheckpointError` instead."""
-    try:
-        return _fairseq_load_checkpoint_to_cpu(path, arg_overrides, load_on_all_ranks)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        if not os.path.isfile(path) or is_intact(path):
-            raise  # not damage: e.g. a type missing from the allow-list
-        raise damaged_checkpoint_error(path, error) from error
+def check_intact(path: str) -> None:
+    """Raise :class:`CheckpointError` (naming ``path`` and a way out) if the checkpoint file is
+    damaged: what the task checks before fairseq reads a checkpoint to decode, so that a cut-short
+    file is named instead of failing deep in torch."""
+    if os.path.isfile(path) and not is_intact(path):
+        raise damaged_checkpoint_error(path, ValueError("not a whole zip archive"))
 
 
 def read_task_state(path: str) -> dict[str, Any]:
-    """The task state stored in a checkpoint, read without loading the model's tensors.
+    """The task state stored in a checkpoint (see :func:`read_entry`)."""
+    return read_entry(path, "task_state") or {}
+
+
+def read_entry(path: str, key: str) -> Any:
+    """``key`` of a checkpoint (``task_state``, ``criterion``...), read without loading the
+    model's tensors; None when it has none.
 
     The file is memory-mapped, so the task state's tensors are copied out of it: fairseq-train
     overwrites ``checkpoint_last.pt`` in place, and a tensor still mapped from it would then
@@ -143,7 +144,7 @@ def read_task_state(path: str) -> dict[str, Any]:
         if is_intact(path):
             raise
         raise damaged_checkpoint_error(path, error) from error
-    return copied_out(state.get("task_state", {}))
+    return copied_out(state.get(key))
 
 
 def copied_out(value):
@@ -156,5 +157,3 @@ def copied_out(value):
         return type(value)(copied_out(item) for item in value)
     return value
 
-
-checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu

@@ -31,7 +31,8 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 from torch import Tensor, nn
 
-from fairseq_mmt_adv.models.final_hidden import ReconstructionSource
+from fairseq_mmt_adv.checkpoints.loading import read_entry
+from fairseq_mmt_adv.models.contract import ReconstructionSource
 from fairseq_mmt_adv.modules import (
     ConditionalFeatureCritic,
     ConditionalVisualFeatureGenerator,
@@ -144,25 +145,36 @@ def check_options(cfg: AdversarialReconstructionCriterionConfig) -> None:
         parse_hidden_sizes(cfg.critic_hidden)
 
 
-class CriterionStateMismatch(BaseException):
+class CriterionStateMismatch(ValueError):
     """A checkpoint's criterion state that this criterion cannot take.
 
-    A ``BaseException`` (as ``KeyboardInterrupt`` and ``asyncio.CancelledError`` are): fairseq's
-    trainer loads the criterion state inside ``except Exception`` and replaces whatever it
-    catches by its generic "please ensure that the architectures match"; this one passes
-    through, so that its message is the last line the user sees.
+    fairseq's trainer loads the criterion state inside ``except Exception`` and replaces what it
+    catches by its generic "please ensure that the architectures match", so the criterion reads
+    the state of the checkpoint that the task resumes from when it is built, and refuses it
+    there (:meth:`AdversarialReconstructionCriterion.refuse_resumed_state`).
     """
 
 
-def hidden_size_of(model: Any) -> int:
-    """The size H of the hT that ``model`` returns (every model of the plugin says it)."""
+def reconstructed_model(model: Any) -> ReconstructionSource:
+    """``model``, checked to keep the plugin's model contract: the criterion reads hT's size H
+    (``final_hidden_size``) and the feature size D from it, and normalizes the target v as its
+    encoder does."""
     if not isinstance(model, ReconstructionSource):
         raise ValueError(
             f"adversarial_reconstruction trains models that return extra['final_hidden'] and "
-            f"say its size (final_hidden_size); {type(model).__name__} does not: use a model of "
-            "the plugin (--arch cgru_mmt..., transformer_mmt...)"
+            f"say its size (final_hidden_size), as the plugin's do; {type(model).__name__} does "
+            "not: use a model of the plugin (--arch cgru_mmt..., transformer_mmt...)"
         )
-    return int(model.final_hidden_size)
+    return model
+
+
+def check_task(task: Any) -> None:
+    """The task must be one whose samples carry image features."""
+    if not isinstance(getattr(task, "visual_feature_dim", None), int):
+        raise ValueError(
+            "adversarial_reconstruction reconstructs image features: use it with --task "
+            "multimodal_translation --visual-features DIR"
+        )
 
 
 def trained_model_of(task: Any) -> Any:
@@ -175,16 +187,6 @@ def trained_model_of(task: Any) -> Any:
             "pass model="
         )
     return model
-
-
-def feature_size_of(task: Any) -> int:
-    """The size D of the image features the task's samples carry."""
-    if not isinstance(getattr(task, "visual_feature_dim", None), int):
-        raise ValueError(
-            "adversarial_reconstruction reconstructs image features: use it with --task "
-            "multimodal_translation --visual-features DIR"
-        )
-    return task.visual_feature_dim
 
 
 @register_criterion(
@@ -208,8 +210,9 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
         )
         check_options(cfg)
         mode = str(cfg.reconstruction)
-        feature_dim = feature_size_of(task)
-        hidden_dim = hidden_size_of(model if model is not None else trained_model_of(task))
+        check_task(task)
+        trained = reconstructed_model(model if model is not None else trained_model_of(task))
+        feature_dim, hidden_dim = trained.visual_feature_dim, int(trained.final_hidden_size)
         self.reconstruction = mode
         self.feature_dim = feature_dim
         self.lambda_r = DEFAULT_LAMBDA_R[mode] if cfg.lambda_r is None else cfg.lambda_r
@@ -241,6 +244,7 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
                 lambda_gp=cfg.lambda_gp,
                 eps_on_fake=mode == "q-waae",
             )
+        self.refuse_resumed_state(task)
 
     def forward(
         self, model: nn.Module, sample: dict[str, Any], reduce: bool = True
@@ -257,7 +261,7 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
         nsentences = sample["target"].size(0)
         sample_size = nsentences if self.sentence_avg else sample["ntokens"]
         auxiliary_loss, auxiliary_logs = self.compute_auxiliary_loss(
-            net_output[1]["final_hidden"], self.target_features(sample), model.training
+            net_output[1]["final_hidden"], self.target_features(model, sample), model.training
         )
         # fairseq divides by sample_size: each term then weighs lambda x its sentence mean
         loss = loss + sample_size * auxiliary_loss
@@ -275,9 +279,16 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
             logging_output["total"] = total.data
         return loss, sample_size, logging_output
 
-    def target_features(self, sample: dict[str, Any]) -> Tensor:
-        """The target v (B x D, float32): pooled features, or the mean over K regions."""
-        features = sample["net_input"]["visual_features"]
+    def target_features(self, model: Any, sample: dict[str, Any]) -> Tensor:
+        """The target v (B x D, float32): the sample's raw features normalized as ``model``
+        normalizes them; pooled features, or the mean over K regions."""
+        features = sample["net_input"].get("visual_features")
+        if features is None:
+            raise ValueError(
+                "adversarial_reconstruction reconstructs image features, and the batch has "
+                "none: use --task multimodal_translation --visual-features DIR"
+            )
+        features = model.normalize_visual_features(features)
         if features.dim() == 3:
             features = features.mean(dim=1)
         if features.dim() != 2 or features.size(-1) != self.feature_dim:
@@ -352,8 +363,28 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
         if self.critic is not None:
             self.critic.load_state_dict(state)
 
-    def state_mismatch(self, state_dict: dict[str, Any]) -> str | None:
+    def refuse_resumed_state(self, task: Any) -> None:
+        """Refuse, now, the criterion state of the checkpoint that ``task`` resumes from if it
+        does not fit (fairseq would load it later, where it hides the reason)."""
+        resume_checkpoint = getattr(task, "resume_checkpoint", None)
+        path = resume_checkpoint() if resume_checkpoint is not None else None
+        if path is not None:
+            self.check_state(read_entry(path, "criterion"), path)
+
+    def check_state(self, state_dict: dict[str, Any] | None, source: str = "the checkpoint"):
+        """Raise :class:`CriterionStateMismatch` if ``state_dict`` does not fit."""
+        problem = self.state_mismatch(state_dict)
+        if problem is not None:
+            raise CriterionStateMismatch(
+                f"{source}: its criterion state does not fit --reconstruction "
+                f"{self.reconstruction}: {problem}. Resume with the --reconstruction, "
+                "--noise-dim and --critic-hidden it was trained with, or start a new --save-dir"
+            )
+
+    def state_mismatch(self, state_dict: dict[str, Any] | None) -> str | None:
         """What keeps ``state_dict`` (a checkpoint's criterion state) from fitting, if anything."""
+        if state_dict is None:
+            return "it holds none (a criterion without parameters, such as the NLL's)"
         extra = state_dict.get("_extra_state") or {}
         if self.critic is None and extra:
             return "it holds a critic D (q-waae or g-wgan), and mse has none"
@@ -375,13 +406,7 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
         return None
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        problem = self.state_mismatch(state_dict)
-        if problem is not None:
-            raise CriterionStateMismatch(
-                f"the checkpoint's criterion state does not fit --reconstruction "
-                f"{self.reconstruction}: {problem}. Resume with the --reconstruction, "
-                "--noise-dim and --critic-hidden it was trained with, or start a new --save-dir"
-            )
+        self.check_state(state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @classmethod

@@ -2,6 +2,6 @@
 dataset that adds them to fairseq's batches (:mod:`.multimodal_language_pair_dataset`)."""
 
 from fairseq_mmt_adv.data.feature_files import VisualFeatureError
-from fairseq_mmt_adv.data.visual_features import FeatureNormalizer, VisualFeatureDataset
+from fairseq_mmt_adv.data.visual_features import VisualFeatureDataset
 
-__all__ = ["FeatureNormalizer", "VisualFeatureDataset", "VisualFeatureError"]
+__all__ = ["VisualFeatureDataset", "VisualFeatureError"]

@@ -46,17 +46,25 @@ def open_feature_file(path: str) -> np.ndarray:
     return array
 
 
-def check_finite(array: np.ndarray, path: str) -> None:
-    """Raise on the first row holding NaN or inf (scanned in chunks, the file stays mapped)."""
+def first_nonfinite_row(array: np.ndarray) -> int | None:
+    """The first row holding NaN or inf, or ``None`` (scanned in chunks: a mapped file stays
+    mapped); the translator checks its features with it too."""
     for start in range(0, len(array), CHUNK_ROWS):
         chunk = np.asarray(array[start : start + CHUNK_ROWS])
         finite = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
         if not finite.all():
-            row = start + int(np.flatnonzero(~finite)[0])
-            raise VisualFeatureError(
-                f"visual feature file {path}: row {row} (sentence {row}) holds NaN or inf; "
-                "re-extract the features of that image"
-            )
+            return start + int(np.flatnonzero(~finite)[0])
+    return None
+
+
+def check_finite(array: np.ndarray, path: str) -> None:
+    """Raise on the first row holding NaN or inf."""
+    row = first_nonfinite_row(array)
+    if row is not None:
+        raise VisualFeatureError(
+            f"visual feature file {path}: row {row} (sentence {row}) holds NaN or inf; "
+            "re-extract the features of that image"
+        )
 
 
 def describe_shape(shape) -> str:

@@ -11,8 +11,6 @@ import torch
 
 from fairseq_mmt_adv.data.feature_files import CHUNK_ROWS, checked_feature_file
 
-NORMALIZATIONS = ("none", "l2", "standardize")
-
 
 def feature_statistics(array: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and standard deviation over all rows (and locations) of ``array``."""
@@ -28,43 +26,6 @@ def feature_statistics(array: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
     return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
-
-
-class FeatureNormalizer:
-    """Normalizes feature rows: ``none``, ``l2`` (unit norm per vector) or ``standardize``.
-
-    ``standardize`` subtracts the train-split mean and divides by its standard deviation, per
-    dimension; the statistics travel in the checkpoint so decoding uses the same ones. A
-    dimension that is constant over the train split (std <= ``CONSTANT``) carried no information
-    in training, so it is 0 whatever its value (its weights never learnt to read it).
-    """
-
-    CONSTANT = 1e-6
-
-    def __init__(
-        self,
-        method: str,
-        mean: torch.Tensor | None = None,
-        std: torch.Tensor | None = None,
-    ) -> None:
-        if method not in NORMALIZATIONS:
-            raise ValueError(f"unknown visual feature normalization {method!r}: {NORMALIZATIONS}")
-        if method == "standardize" and (mean is None or std is None):
-            raise ValueError("standardize needs the train-split mean and standard deviation")
-        self.method = method
-        self.mean = mean
-        self.scale = None
-        if std is not None:
-            informative = std > self.CONSTANT
-            self.scale = torch.where(informative, 1 / std.clamp_min(self.CONSTANT), 0.0)
-
-    def __call__(self, features: torch.Tensor) -> torch.Tensor:
-        if self.method == "l2":
-            return features / features.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-        if self.method == "standardize":
-            mean, scale = self.mean.to(features), self.scale.to(features)
-            return (features - mean) * scale
-        return features
 
 
 class VisualFeatureDataset(torch.utils.data.Dataset):
@@ -110,8 +71,8 @@ class VisualFeatureDataset(torch.utils.data.Dataset):
         return self.rows(torch.tensor([index]))[0]
 
     def rows(self, sentence_ids: torch.Tensor) -> torch.Tensor:
-        """Raw float32 features of these sentences, in order (B x D or B x K x D); the task
-        normalizes them (``normalize_visual_features``)."""
+        """Raw float32 features of these sentences, in order (B x D or B x K x D); the model
+        normalizes them (:mod:`fairseq_mmt_adv.models.visual_input`)."""
         ids = sentence_ids.cpu().numpy()
         if self.row_of_sentence is not None:
             ids = self.row_of_sentence[ids]

@@ -45,6 +45,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fairseq.data.data_utils import post_process
+
 # METEOR 1.5 languages with full support (and a paraphrase table in the release): ISO -> Meteor.
 METEOR_LANGUAGES = {"en": "en", "cs": "cz", "de": "de", "es": "es", "fr": "fr"}
 METEOR_FULL = "METEOR 1.5"
@@ -95,8 +97,15 @@ def read_lines(path: str | Path) -> list[str]:
 
 
 def remove_bpe(line: str, symbol: str = "@@ ") -> str:
-    """Undo BPE as fairseq's ``--remove-bpe`` does."""
-    return (line + " ").replace(symbol, "").rstrip()
+    """Undo BPE with fairseq's own ``--remove-bpe`` (``data_utils.post_process``): ``symbol``
+    is one of its names: ``@@ `` (or ``subword_nmt``), ``sentencepiece``, ``wordpiece``..."""
+    try:
+        return post_process(line, symbol)
+    except NotImplementedError as err:
+        raise ScoringError(
+            f"--remove-bpe {symbol!r}: fairseq's post_process knows no such symbol ({err}); give "
+            "'@@ ' (subword-nmt), sentencepiece, wordpiece, letter or _EOW"
+        ) from err
 
 
 _GENERATE_LINE = re.compile(r"^([HT])-(\d+)\t(.*)$")
@@ -373,7 +382,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         nargs="?",
         const="@@ ",
         metavar="SYMBOL",
-        help="remove BPE from hypotheses (and T- lines); SYMBOL defaults to '@@ ' as in fairseq",
+        help="remove BPE from hypotheses (and T- lines) as fairseq does; SYMBOL: '@@ ' (the "
+        "default), subword_nmt, sentencepiece...",
     )
     parser.add_argument(
         "--detokenize", metavar="LANG", help="Moses-detokenize hypotheses for sacreBLEU and chrF"

@@ -33,10 +33,14 @@ from torch import Tensor, nn
 from torch.nn import Linear
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from fairseq_mmt_adv.fusions.context import VISUAL_FUSIONS, build_visual_fusion
+from fairseq_mmt_adv.fusions.registry import DECODER_CONTEXT, Fusion
 from fairseq_mmt_adv.models.cgru_steps import CGRU_IMPLEMENTATIONS, build_steps
-from fairseq_mmt_adv.models.final_hidden import last_real_state
-from fairseq_mmt_adv.models.missing_image import missing_image_error
+from fairseq_mmt_adv.models.contract import (
+    MultimodalModel,
+    last_real_state,
+    visual_features_of,
+)
+from fairseq_mmt_adv.models.visual_input import VisualInput
 
 DEFAULT_MAX_POSITIONS = int(1e5)
 DECODER_INITS = ("mean-ctx", "zero")
@@ -70,8 +74,9 @@ class CGRUMMTConfig(FairseqDataclass):
     decoder_init: ChoiceEnum(DECODER_INITS) = field(  # type: ignore[valid-type]
         default="mean-ctx", metadata={"help": "initial decoder state: tanh(W mean S), or zeros"}
     )
-    visual_fusion: ChoiceEnum(sorted(VISUAL_FUSIONS)) = field(  # type: ignore[valid-type]
-        default="ctx-mul", metadata={"help": "how v modulates the context: ctx-mul, or none"}
+    visual_fusion: str = field(
+        default="ctx-mul",
+        metadata={"help": "how v modulates the context: a fusion of the registry (ctx-mul, none)"},
     )
     cgru_implementation: ChoiceEnum(CGRU_IMPLEMENTATIONS) = field(  # type: ignore[valid-type]
         default="fused", metadata={"help": "fused (fast) or reference: the same function"}
@@ -100,8 +105,11 @@ EncoderOut = dict[str, Tensor]
 
 
 @register_model("cgru_mmt", dataclass=CGRUMMTConfig)
-class ConditionalGRUMultimodalModel(FairseqEncoderDecoderModel):
+class ConditionalGRUMultimodalModel(MultimodalModel, FairseqEncoderDecoderModel):
     """Visually conditioned cGRU translation model (``--arch cgru_mmt``)."""
+
+    fusion_site, fusion_owner = DECODER_CONTEXT, "decoder"
+    arch_name = "cgru_mmt"
 
     @classmethod
     def build_model(cls, args, task) -> "ConditionalGRUMultimodalModel":
@@ -109,8 +117,7 @@ class ConditionalGRUMultimodalModel(FairseqEncoderDecoderModel):
         dataclass, from the ``argparse.Namespace`` they store)."""
         if isinstance(args, Namespace):
             args = CGRUMMTConfig.from_namespace(args)
-        if not hasattr(task, "visual_feature_dim"):
-            raise ValueError("--arch cgru_mmt needs --task multimodal_translation")
+        features = visual_features_of(task, cls.arch_name)
         if args.share_decoder_input_output_embed and (
             args.decoder_out_embed_dim != args.decoder_embed_dim
         ):
@@ -124,12 +131,12 @@ class ConditionalGRUMultimodalModel(FairseqEncoderDecoderModel):
             hidden_size=args.encoder_hidden_size,
             dropout_in=args.encoder_dropout_in,
             dropout_out=args.encoder_dropout_out,
-            visual_fusion=args.visual_fusion,
+            visual_input=cls.build_visual_input(args.visual_fusion, features),
         )
         decoder = ConditionalGRUDecoder(
             task.target_dictionary,
             context_dim=encoder.output_dim,
-            visual_feature_dim=task.visual_feature_dim,
+            fusion=cls.build_model_fusion(args.visual_fusion, features, encoder.output_dim),
             embed_dim=args.decoder_embed_dim,
             hidden_size=args.decoder_hidden_size,
             attention_dim=args.decoder_attention_dim,
@@ -138,21 +145,11 @@ class ConditionalGRUMultimodalModel(FairseqEncoderDecoderModel):
             dropout_out=args.decoder_dropout_out,
             share_input_output_embed=args.share_decoder_input_output_embed,
             init=args.decoder_init,
-            visual_fusion=args.visual_fusion,
             implementation=args.cgru_implementation,
         )
         model = cls(encoder, decoder)
         initialize_parameters(model)
         return model
-
-    @property
-    def final_hidden_size(self) -> int:
-        return self.decoder.hidden_size
-
-    @property
-    def uses_image(self) -> bool:
-        """Whether translating needs the image (False for ``--visual-fusion none``)."""
-        return self.decoder.fusion.uses_image
 
     def forward(
         self,
@@ -176,10 +173,10 @@ class BiGRUEncoder(FairseqEncoder):
         hidden_size: int = 512,
         dropout_in: float = 0.3,
         dropout_out: float = 0.3,
-        visual_fusion: str = "ctx-mul",
+        visual_input: VisualInput | None = None,
     ) -> None:
         super().__init__(dictionary)
-        self.visual_fusion = visual_fusion  # whether the features are needed
+        self.visual_input = visual_input  # checks and normalizes the raw features
         self.padding_idx = dictionary.pad()
         self.embed_tokens = nn.Embedding(len(dictionary), embed_dim, self.padding_idx)
         self.dropout_in = nn.Dropout(dropout_in)
@@ -193,10 +190,9 @@ class BiGRUEncoder(FairseqEncoder):
         src_lengths: Tensor | None = None,
         visual_features: Tensor | None = None,
     ) -> EncoderOut:
-        """Encode a (left- or right-padded) batch; ``visual_features`` ride along unchanged
-        (a text-only model, ``--visual-fusion none``, needs none)."""
-        if visual_features is None and VISUAL_FUSIONS[self.visual_fusion].uses_image:
-            raise missing_image_error("cgru_mmt", self.visual_fusion)
+        """Encode a (left- or right-padded) batch; the raw ``visual_features`` ride along
+        normalized (a text-only model, ``--visual-fusion none``, needs none)."""
+        visual_features = self.visual_input(visual_features)
         # fairseq left-pads sources by default; packing wants right padding
         src_tokens = utils.convert_padding_direction(
             src_tokens, self.padding_idx, left_to_right=True
@@ -290,7 +286,7 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         self,
         dictionary,
         context_dim: int,
-        visual_feature_dim: int,
+        fusion: Fusion,
         embed_dim: int = 256,
         hidden_size: int = 512,
         attention_dim: int = 1024,
@@ -299,7 +295,6 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
         dropout_out: float = 0.5,
         share_input_output_embed: bool = False,
         init: str = "mean-ctx",
-        visual_fusion: str = "ctx-mul",
         implementation: str = "fused",
     ) -> None:
         super().__init__(dictionary)
@@ -307,12 +302,12 @@ class ConditionalGRUDecoder(FairseqIncrementalDecoder):
             raise ValueError(f"unknown --decoder-init {init!r}; choose from {list(DECODER_INITS)}")
         self.implementation = implementation
         self.padding_idx = dictionary.pad()
-        self.hidden_size = hidden_size
+        self.hidden_size = self.final_hidden_size = hidden_size  # hT is h_t of GRU2
         self.embed_tokens = nn.Embedding(len(dictionary), embed_dim, self.padding_idx)
         self.dropout_in = nn.Dropout(dropout_in)
         self.gru1 = nn.GRUCell(embed_dim, hidden_size)
         self.attention = ConditionalAttention(hidden_size, context_dim, attention_dim)
-        self.fusion = build_visual_fusion(visual_fusion, visual_feature_dim, context_dim)
+        self.fusion = fusion  # built from the registry by the model
         self.steps = build_steps(implementation, self.fusion)
         self.context_proj = Linear(context_dim, hidden_size)  # W^c
         self.gru2 = nn.GRUCell(hidden_size, hidden_size)

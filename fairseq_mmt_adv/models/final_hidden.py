@@ -7,8 +7,6 @@ the states over padded positions too). Every model also says how large that stat
 architecture needs no change in the criterion.
 """
 
-from typing import Protocol, runtime_checkable
-
 import torch
 from torch import Tensor
 
@@ -29,11 +27,3 @@ def last_real_state(
     last = positions.masked_fill(~real, -1).amax(dim=1).clamp_min(0)
     index = last.view(-1, 1, 1).expand(-1, 1, hidden_states.size(2))
     return hidden_states.gather(1, index).squeeze(1)
-
-
-@runtime_checkable
-class ReconstructionSource(Protocol):
-    """What the criterion needs of a model: the size H of the ``final_hidden`` it returns."""
-
-    @property
-    def final_hidden_size(self) -> int: ...

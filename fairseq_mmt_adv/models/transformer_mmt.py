@@ -1,19 +1,27 @@
 """Transformer multimodal translation models (``--arch transformer_mmt``, ``transformer_mmt_tiny``).
 
 fairseq's own Transformer, with the image fused into the encoder output (``--visual-fusion``,
-see :mod:`fairseq_mmt_adv.fusions.encoder`): ``gated`` (Wu et al., 2021),
+see :mod:`fairseq_mmt_adv.fusions`): ``gated`` (Wu et al., 2021),
 ``selective-attn`` (Li et al., 2022) or ``none``, the text-only model on the same code path,
 which computes what fairseq's ``transformer`` computes with the same weights. The decoder also
 returns hT (``extra["final_hidden"]``), each sentence's top-layer state at its last real target
 position, which the ``adversarial_reconstruction`` criterion reconstructs v from.
 
 The options are fairseq's ``TransformerConfig`` plus the fusion's (:class:`TransformerMMTConfig`),
-registered the way fairseq registers ``transformer``: flat flags generated from the dataclass.
+registered the way fairseq registers its own ``transformer``: flat flags generated from the
+dataclass, and the architecture presets as ``register_model_architecture`` functions. Not with
+``register_model(..., dataclass=TransformerMMTConfig)``: ``TransformerConfig`` nests the encoder's
+and decoder's options (``encoder.embed_dim``), and fairseq 0.12's conversion of the command line
+into a dataclass config looks those up under their nested names (``embed_dim``), so flags such as
+``--encoder-embed-dim 16`` would be dropped without a word (``fairseq.dataclass.utils.
+_override_attr``; checked: the override list for ``encoder_embed_dim=16`` holds no ``embed_dim``).
+The checkpoints therefore keep an ``argparse.Namespace`` (on torch's allow-list,
+:mod:`fairseq_mmt_adv.checkpoints.loading`); ``fairseq-hydra-train`` trains both families from YAML
+(``examples/hydra``).
 """
 
 from dataclasses import dataclass, field
 
-from fairseq.dataclass import ChoiceEnum
 from fairseq.dataclass.utils import gen_parser_from_dataclass
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer import (
@@ -25,16 +33,19 @@ from fairseq.models.transformer import (
 )
 from torch import Tensor
 
-from fairseq_mmt_adv.fusions.encoder import ENCODER_FUSIONS, build_encoder_fusion
-from fairseq_mmt_adv.models.final_hidden import last_real_state
-from fairseq_mmt_adv.models.missing_image import missing_image_error
+from fairseq_mmt_adv.fusions.registry import ENCODER_OUTPUT, Fusion
+from fairseq_mmt_adv.models.contract import MultimodalModel, last_real_state, visual_features_of
+from fairseq_mmt_adv.models.visual_input import VisualInput
 
 
 @dataclass
 class TransformerMMTConfig(TransformerConfig):
-    visual_fusion: ChoiceEnum(list(ENCODER_FUSIONS)) = field(  # type: ignore[valid-type]
+    visual_fusion: str = field(
         default="gated",
-        metadata={"help": "how v enters the encoder output: gated, selective-attn or none"},
+        metadata={
+            "help": "how v enters the encoder output: a fusion of the registry (gated, "
+            "selective-attn, none)"
+        },
     )
     selective_attention_heads: int = field(
         default=1, metadata={"help": "heads of the selective attention over image regions"}
@@ -54,11 +65,11 @@ def _config(args) -> TransformerConfig:
 class TransformerMMTEncoder(TransformerEncoderBase):
     """fairseq's Transformer encoder whose output H is fused with v: H' = fusion(H, v)."""
 
-    def __init__(self, cfg, dictionary, embed_tokens, visual_feature_dim: int) -> None:
+    def __init__(self, cfg, dictionary, embed_tokens) -> None:
         super().__init__(cfg, dictionary, embed_tokens)
-        self.fusion = build_encoder_fusion(
-            cfg.visual_fusion, visual_feature_dim, embed_tokens.embedding_dim, cfg
-        )
+        # set by TransformerMMTModel.build_model, which knows the task's features
+        self.fusion: Fusion | None = None
+        self.visual_input: VisualInput | None = None
 
     def forward(
         self,
@@ -68,8 +79,7 @@ class TransformerMMTEncoder(TransformerEncoderBase):
         return_all_hiddens: bool = False,
         token_embeddings: Tensor | None = None,
     ):
-        if self.fusion.uses_image and visual_features is None:
-            raise missing_image_error("transformer_mmt", self.cfg.visual_fusion)
+        visual_features = self.visual_input(visual_features)
         encoder_out = super().forward(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
         encoder_out["encoder_out"] = [self.fusion(encoder_out["encoder_out"][0], visual_features)]
         return encoder_out
@@ -77,6 +87,10 @@ class TransformerMMTEncoder(TransformerEncoderBase):
 
 class TransformerMMTDecoder(TransformerDecoderBase):
     """fairseq's Transformer decoder that also returns hT as ``extra["final_hidden"]``."""
+
+    @property
+    def final_hidden_size(self) -> int:
+        return self.output_embed_dim
 
     def forward(
         self,
@@ -96,8 +110,11 @@ class TransformerMMTDecoder(TransformerDecoderBase):
 
 
 @register_model("transformer_mmt")
-class TransformerMMTModel(TransformerModel):
+class TransformerMMTModel(MultimodalModel, TransformerModel):
     """fairseq's ``transformer`` with a visual fusion in the encoder and hT from the decoder."""
+
+    fusion_site, fusion_owner = ENCODER_OUTPUT, "encoder"
+    arch_name = "transformer_mmt"
 
     @classmethod
     def add_args(cls, parser) -> None:
@@ -108,21 +125,24 @@ class TransformerMMTModel(TransformerModel):
     @classmethod
     def build_model(cls, args, task) -> "TransformerMMTModel":
         transformer_mmt(args)
-        if not hasattr(task, "visual_feature_dim"):
-            raise ValueError("--arch transformer_mmt needs --task multimodal_translation")
+        features = visual_features_of(task, cls.arch_name)
         if args.share_all_embeddings and task.source_dictionary != task.target_dictionary:
             raise ValueError(
                 "--share-all-embeddings needs one dictionary for both languages, but the data "
                 "has one per language: binarize with fairseq-preprocess --joined-dictionary "
                 "(scripts/prepare-multi30k.sh --joined-dictionary), or drop the flag"
             )
-        args.visual_feature_dim = task.visual_feature_dim  # the size of the data's features
-        return super().build_model(args, task)
+        model = super().build_model(args, task)
+        encoder, cfg = model.encoder, _config(args)
+        encoder.fusion = cls.build_model_fusion(
+            cfg.visual_fusion, features, encoder.embed_tokens.embedding_dim, cfg
+        )
+        encoder.visual_input = cls.build_visual_input(cfg.visual_fusion, features)
+        return model
 
     @classmethod
     def build_encoder(cls, args, src_dict, embed_tokens) -> TransformerMMTEncoder:
-        cfg = _config(args)
-        return TransformerMMTEncoder(cfg, src_dict, embed_tokens, cfg.visual_feature_dim)
+        return TransformerMMTEncoder(_config(args), src_dict, embed_tokens)
 
     @classmethod
     def build_decoder(cls, args, tgt_dict, embed_tokens) -> TransformerMMTDecoder:
@@ -130,15 +150,6 @@ class TransformerMMTModel(TransformerModel):
         return TransformerMMTDecoder(
             cfg, tgt_dict, embed_tokens, no_encoder_attn=cfg.no_cross_attention
         )
-
-    @property
-    def final_hidden_size(self) -> int:
-        return self.decoder.output_embed_dim
-
-    @property
-    def uses_image(self) -> bool:
-        """Whether translating needs the image (False for ``--visual-fusion none``)."""
-        return self.encoder.fusion.uses_image
 
     def forward(
         self,

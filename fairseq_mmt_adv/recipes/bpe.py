@@ -1,7 +1,7 @@
 """subword-nmt's BPE applied to text files, for ``scripts/prepare-multi30k.sh`` (step 3): every
 split and language in one process, the files in parallel, instead of a ``subword-nmt apply-bpe``
 process per file. Each line goes through the same ``BPE.process_line`` as in subword-nmt's
-command, with the codes loaded as the translator loads them
+command, by fairseq's ``subword_nmt`` BPE, the translator's
 (:func:`fairseq_mmt_adv.translation.text_pipeline.load_bpe`).
 
     python -m fairseq_mmt_adv.recipes.bpe [--workers N] CODES IN OUT [CODES IN OUT ...]
@@ -43,7 +43,7 @@ def apply_bpe_file(codes: str, source: str, target: str) -> None:
             open(partial, "w", encoding="utf-8") as out,
         ):
             for line in lines:
-                out.write(bpe.process_line(line))
+                out.write(bpe.encode(line))
     except (OSError, UnicodeDecodeError) as err:
         raise BPEError(f"cannot segment {source} ({err}): run its step again") from err
     os.replace(partial, target)

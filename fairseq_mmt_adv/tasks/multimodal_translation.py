@@ -11,7 +11,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
-from fairseq_mmt_adv.checkpoints.loading import read_task_state
+from fairseq_mmt_adv.checkpoints.loading import check_intact, read_task_state
 from fairseq_mmt_adv.data.feature_files import (
     VisualFeatureError,
     describe_shape,
@@ -19,12 +19,8 @@ from fairseq_mmt_adv.data.feature_files import (
     open_feature_file,
 )
 from fairseq_mmt_adv.data.multimodal_language_pair_dataset import MultimodalLanguagePairDataset
-from fairseq_mmt_adv.data.visual_features import (
-    NORMALIZATIONS,
-    FeatureNormalizer,
-    VisualFeatureDataset,
-    feature_statistics,
-)
+from fairseq_mmt_adv.data.visual_features import VisualFeatureDataset, feature_statistics
+from fairseq_mmt_adv.models.visual_input import CONSTANT, NORMALIZATIONS
 from fairseq_mmt_adv.modules.diverse_beam_search import DiverseBeamSearchByRow
 
 logger = logging.getLogger(__name__)
@@ -64,6 +60,8 @@ class MultimodalTranslationConfig(TranslationConfig):
     save_dir: str = II("checkpoint.save_dir")
     restore_file: str = II("checkpoint.restore_file")
     checkpoint_suffix: str = II("checkpoint.checkpoint_suffix")
+    # what fairseq-generate decodes with (--path)
+    checkpoint_paths: Optional[str] = II("common_eval.path")
 
 
 def refuse_half_precision_on_cpu(cfg) -> None:
@@ -98,7 +96,6 @@ def describe(key: str, value) -> str:
 
 # The task state that says what the model was trained on, compared when a run resumes.
 TRAINED_ON = ("visual_feature_dim", "visual_feature_shape", "visual_feature_stats")
-NORMALIZED = "visual_features_normalized"  # sample key: its features are normalized already
 
 
 @register_task("multimodal_translation", dataclass=MultimodalTranslationConfig)
@@ -109,8 +106,8 @@ class MultimodalTranslationTask(TranslationTask):
     (absolute), the features' shape (pooled D or spatial K x D), the normalization and, for
     ``standardize``, the train split's statistics. Decoding checks and normalizes features as
     training did, without the train features at hand; a resumed run keeps them too.
-    Batches carry raw features; :meth:`normalize_visual_features` is the one normalization,
-    applied by ``train_step``, ``valid_step`` and ``inference_step`` to every sample.
+    Batches carry raw features; the model normalizes them (:meth:`visual_normalization` is
+    what it is built with).
     """
 
     cfg: MultimodalTranslationConfig
@@ -118,11 +115,12 @@ class MultimodalTranslationTask(TranslationTask):
     def __init__(self, cfg: MultimodalTranslationConfig, src_dict, tgt_dict) -> None:
         super().__init__(cfg, src_dict, tgt_dict)
         refuse_half_precision_on_cpu(cfg)
+        for path in (cfg.checkpoint_paths or "").split(os.pathsep):
+            check_intact(path)  # before fairseq reads it
         # the model built last; fairseq builds the criterion for it next (see build_model)
         self.trained_model = None
         self._decoding_state = False  # True once a checkpoint's state has been loaded
         self._resume_checked = False
-        self._normalizer_cache: tuple[Any, FeatureNormalizer] | None = None
         self.state.add_factory("visual_features_dir", self._given_features_dir)
         self.state.add_factory("visual_feature_dim", lambda: self._trained_on("visual_feature_dim"))
         self.state.add_factory(
@@ -188,7 +186,7 @@ class MultimodalTranslationTask(TranslationTask):
         path = self._train_path()
         logger.info(f"computing visual feature mean/std over {path}")
         mean, std = feature_statistics(self._train_features())
-        constant = int((std <= FeatureNormalizer.CONSTANT).sum())
+        constant = int((std <= CONSTANT).sum())
         if constant:
             logger.warning(
                 f"{constant} of {len(std)} feature dimensions are constant over {path}: they "
@@ -209,7 +207,7 @@ class MultimodalTranslationTask(TranslationTask):
 
     # ------------------------------------------------------------------ resuming
 
-    def _resume_path(self) -> str | None:
+    def resume_checkpoint(self) -> str | None:
         """The checkpoint fairseq-train resumes from, as fairseq chooses it, if it exists."""
         restore = self.cfg.restore_file
         if restore == "checkpoint_last.pt":
@@ -222,7 +220,7 @@ class MultimodalTranslationTask(TranslationTask):
         """When training resumes, take what the model was trained on from the checkpoint, after
         checking that the train features now given are the same (fairseq restores the model,
         but not the task's state, on resume)."""
-        path = self._resume_path()
+        path = self.resume_checkpoint()
         if path is None:
             return
         stored = read_task_state(path)
@@ -270,36 +268,14 @@ class MultimodalTranslationTask(TranslationTask):
 
     # ------------------------------------------------------------------ normalization
 
-    def normalize_visual_features(self, features: torch.Tensor) -> torch.Tensor:
-        """Raw features (B x D or B x K x D) normalized as the model was trained: the one
-        normalization that every path (training, validation, decoding, translation) applies."""
+    def visual_normalization(self) -> tuple[str, torch.Tensor | None, torch.Tensor | None]:
+        """``(method, mean, std)`` that the model normalizes its raw features with: the
+        checkpoint's when decoding, else ``--visual-feature-norm`` with the train statistics."""
         method = str(self.state.visual_feature_norm)
-        stats = self.state.visual_feature_stats if method == "standardize" else None
-        if self._normalizer_cache is None or self._normalizer_cache[0] is not stats:
-            mean, std = stats if stats is not None else (None, None)
-            self._normalizer_cache = (stats, FeatureNormalizer(method, mean, std))
-        return self._normalizer_cache[1](features)
-
-    def normalized_sample(self, sample: dict[str, Any]) -> dict[str, Any]:
-        """``sample`` with its ``net_input["visual_features"]`` normalized, once: a sample
-        normalized already, or one without features (a text-only model's), is returned as is."""
-        net_input = sample.get("net_input") if sample else None
-        if not net_input or sample.get(NORMALIZED) or net_input.get("visual_features") is None:
-            return sample
-        features = self.normalize_visual_features(net_input["visual_features"])
-        return {**sample, NORMALIZED: True, "net_input": {**net_input, "visual_features": features}}
-
-    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        sample = self.normalized_sample(sample)
-        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
-
-    def valid_step(self, sample, model, criterion):
-        return super().valid_step(self.normalized_sample(sample), model, criterion)
-
-    def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
-        return super().inference_step(
-            generator, models, self.normalized_sample(sample), prefix_tokens, constraints
-        )
+        if method != "standardize":
+            return method, None, None
+        mean, std = self.state.visual_feature_stats
+        return method, mean, std
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kw):
         """fairseq's generator; with ``--diverse-beam-groups`` its search is mended so that

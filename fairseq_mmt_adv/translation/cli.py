@@ -9,7 +9,11 @@ input line goes to stdout, in input order, and nothing else: logs go to stderr. 
 ``--print-scores`` stdout has fairseq's ``H-`` (tokens), ``D-`` (detokenized) and ``P-``
 (per-token log2 probabilities) lines instead. fairseq's generation options apply (``--beam``,
 ``--nbest``, ``--lenpen``, ``--diverse-beam-groups``...); ``--user-dir`` is not needed. DATA is
-the directory with the dictionaries (and ``preprocessing.json``, BPE codes) of the model.
+the directory with the dictionaries of the model. The tokenizer and BPE are those that
+``DATA/preprocessing.json`` records, or fairseq's ``--tokenizer`` and ``--bpe`` with their
+options, as in ``fairseq-interactive`` (``--tokenizer moses --source-lang en --target-lang de
+--bpe subword_nmt --bpe-codes FILE``; ``--tokenizer moses_lowercase --moses-no-dash-splits`` for
+text prepared as ``scripts/prepare-multi30k.sh`` does).
 """
 
 import ast
@@ -86,13 +90,45 @@ def read_features(path: str) -> np.ndarray:
         raise TranslationInputError(f"--features {path} is not a .npy array: {error}") from error
 
 
+def check_tokenizer_languages(args) -> None:
+    """A tokenizer with languages (``moses``...) needs them, as in fairseq-interactive."""
+    from fairseq.registry import REGISTRIES
+
+    if args.tokenizer is None:
+        return
+    config = REGISTRIES["tokenizer"]["dataclass_registry"].get(args.tokenizer)
+    fields = getattr(config, "__dataclass_fields__", {})
+    missing = [k for k in ("source_lang", "target_lang") if k in fields and not getattr(args, k)]
+    if missing:
+        flags = " and ".join("--" + key.replace("_", "-") for key in missing)
+        raise TranslationInputError(
+            f"--tokenizer {args.tokenizer} needs {flags}: give the model's languages (e.g. "
+            "--source-lang en --target-lang de)"
+        )
+
+
+def text_overrides(cfg) -> dict:
+    """``--tokenizer`` and ``--bpe`` with the options given, as ``from_pretrained``'s
+    overrides (``--bpe-codes`` may be left to ``MODEL_DIR/bpecodes``, as in fairseq's hub)."""
+    from omegaconf import OmegaConf
+
+    overrides = {}
+    for key in ("tokenizer", "bpe"):
+        chosen = cfg.get(key)
+        if chosen is not None:
+            given = [k for k in chosen if k != "_name" and not OmegaConf.is_missing(chosen, k)]
+            overrides.update({k: chosen[k] for k in given if chosen[k] is not None})
+            overrides[key] = chosen._name
+    return overrides
+
+
 def load_translator(args, cfg) -> MultimodalTranslator:
-    """The translator of ``--path``, with the command's generation and batching options."""
+    """The translator of ``--path``, with the command's text, generation and batching options."""
     import torch
     from omegaconf import open_dict
 
     directory, files = checkpoint_directory(cfg.common_eval.path)
-    overrides = ast.literal_eval(cfg.common_eval.model_overrides)
+    overrides = ast.literal_eval(cfg.common_eval.model_overrides) | text_overrides(cfg)
     translator = MultimodalTranslator.from_pretrained(
         directory, files, os.path.abspath(cfg.task.data), args.extractor_weights, **overrides
     )
@@ -129,12 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     args = parse_args(argv)
-    for flag in ("tokenizer", "bpe"):
-        if getattr(args, flag, None) is not None:
-            raise TranslationInputError(
-                f"--{flag}: the translator applies the steps of DATA/preprocessing.json (python "
-                f"-m fairseq_mmt_adv.translation.text_pipeline write), not fairseq's; drop --{flag}"
-            )
+    check_tokenizer_languages(args)
     captions, images = read_inputs(args.input)  # the input's errors first: they are cheap
     features = None
     if args.features is not None:

@@ -1,23 +1,26 @@
 """ResNet-50 image features: the one network, preprocessing and layer definition that
 ``scripts/extract_features.py``, ``fairseq-mmt-translate`` and ``MultimodalTranslator`` share.
 
-* ``pool5`` gives ``(N, 2048)`` (global average pool of the last block), ``res4f`` gives
-  ``(N, 196, 1024)`` (the output of ``layer3`` for a 224 x 224 input, its 14 x 14 locations
-  flattened row-major). Images are resized (shorter side 256, bilinear), center-cropped to 224
-  and normalized with the ImageNet mean and std.
+* The network is torchvision's ``resnet50``; its layers are taken by name with torchvision's
+  ``create_feature_extractor``: ``pool5`` gives ``(N, 2048)`` (the flattened global average pool
+  of the last block), ``res4f`` gives ``(N, 196, 1024)`` (the output of ``layer3`` for a
+  224 x 224 input, its 14 x 14 locations flattened row-major). Images go through torchvision's
+  transforms: resize (shorter side 256, bilinear), center crop 224, ImageNet mean and std.
 * A feature file ``DIR/NAME.npy`` made here has a *description* beside it,
   ``DIR/NAME.extractor.json``: the extractor, its preprocessing, the layer, the weights (name and
   sha256 of their state_dict) and the dtype. The task records the train split's description in
   the checkpoint; :func:`extractor_for` rebuilds that extractor for new images, and refuses when
   the weights at hand are not those.
 * Weights: a state_dict file (``--weights FILE``), torchvision's default ImageNet weights when
-  torchvision and the internet are there, or seeded random weights (tests only).
+  the internet is there, or seeded random weights (tests only).
 
-Needs torch and numpy; Pillow when images are read; never fairseq.
+Needs torch, numpy, and torchvision (imported when first needed) and Pillow for images; uses no
+fairseq.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,13 +32,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from fairseq_mmt_adv.translation.torchvision_cpu import import_torchvision
+
 EXTRACTOR = "resnet50"
 RESIZE = 256
 CROP = 224
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+MEAN = [0.485, 0.456, 0.406]
+STD = [0.229, 0.224, 0.225]
 PREPROCESSING = f"resize {RESIZE} (shorter side, bilinear), center crop {CROP}, ImageNet mean/std"
 LAYER_SHAPES = {"pool5": (2048,), "res4f": (196, 1024)}
+LAYER_NODES = {"pool5": "flatten", "res4f": "layer3"}  # nodes of torchvision's resnet50 graph
 RANDOM_SEED = 0
 RANDOM_WEIGHTS = f"random (seed {RANDOM_SEED}; for tests only)"
 TORCHVISION_WEIGHTS = "torchvision ResNet50_Weights.DEFAULT"
@@ -51,87 +57,28 @@ class ExtractionError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# ResNet-50 with torchvision's module names (state_dict keys), for when torchvision is missing
+# The network: torchvision's ResNet-50
 
 
-class Bottleneck(nn.Module):
-    """torchvision's ResNet v1.5 bottleneck: 1x1, 3x3 (carries the stride), 1x1 expanding x4."""
-
-    expansion = 4
-
-    def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
-    ) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
-
-
-class ResNet50(nn.Module):
-    """ResNet-50 (layers 3, 4, 6, 3) whose state_dict matches ``torchvision.models.resnet50``."""
-
-    def __init__(self, num_classes: int = 1000) -> None:
-        super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(64, 3, stride=1)
-        self.layer2 = self._make_layer(128, 4, stride=2)
-        self.layer3 = self._make_layer(256, 6, stride=2)
-        self.layer4 = self._make_layer(512, 3, stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * Bottleneck.expansion, num_classes)
-
-    def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        width = planes * Bottleneck.expansion
-        downsample = nn.Sequential(
-            nn.Conv2d(self.inplanes, width, kernel_size=1, stride=stride, bias=False),
-            nn.BatchNorm2d(width),
-        )
-        layers = [Bottleneck(self.inplanes, planes, stride, downsample)]
-        self.inplanes = width
-        layers += [Bottleneck(width, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """ImageNet logits ``(B, num_classes)``."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
-def torchvision_models() -> ModuleType | None:
-    """``torchvision.models`` if torchvision imports here, else ``None``."""
+def torchvision() -> ModuleType:
+    """``torchvision``; an ExtractionError that says what to install when it is missing."""
     try:
-        import torchvision.models as models
-    except Exception:  # an ImportError, or a torchvision built for another torch
-        return None
-    return models
+        return import_torchvision()
+    except ImportError as err:
+        raise ExtractionError(
+            f"image features need torchvision ({err}): install the features extra (pip install "
+            "-e '.[features]'), or by hand the torchvision release made for your torch"
+        ) from err
 
 
 def build_resnet50() -> nn.Module:
-    """A ResNet-50 before loading weights: torchvision's if it imports, else the built-in one."""
-    models = torchvision_models()
-    return ResNet50() if models is None else models.resnet50(weights=None)
+    """torchvision's ResNet-50, before loading weights."""
+    return torchvision().models.resnet50(weights=None)
 
 
 def randomize_(model: nn.Module, seed: int = RANDOM_SEED) -> None:
-    """Seeded initialisation (torchvision's for conv and batch norm), same for either network."""
+    """Seeded initialisation (torchvision's rules for conv and batch norm, drawn from one
+    generator): the same weights, and sha256, on every machine."""
     generator = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
@@ -165,9 +112,7 @@ def load_model(weights: Path | None, random_weights: bool) -> nn.Module:
         randomize_(model)
         return model.eval()
     if weights is None:
-        models = torchvision_models()
-        if models is None:
-            raise ExtractionError(no_weights_message("torchvision is not installed"))
+        models = torchvision().models
         try:
             return models.resnet50(weights=models.ResNet50_Weights.DEFAULT).eval()
         except (OSError, RuntimeError) as err:  # URLError is an OSError
@@ -209,39 +154,42 @@ def weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def forward_features(model: nn.Module, images: torch.Tensor, layer: str) -> torch.Tensor:
+def feature_network(model: nn.Module, layer: str) -> nn.Module:
+    """The part of ``model`` (torchvision's resnet50) that computes ``layer``, as torchvision's
+    ``create_feature_extractor`` cuts it: it returns ``{layer: output}``."""
+    torchvision()  # imported here first (see torchvision_cpu)
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    return create_feature_extractor(model, {LAYER_NODES[layer]: layer}).eval()
+
+
+def forward_features(network: nn.Module, images: torch.Tensor, layer: str) -> torch.Tensor:
     """``pool5``: ``(B, 2048)``; ``res4f``: ``(B, H*W, 1024)`` from layer3, row-major."""
-    x = model.maxpool(model.relu(model.bn1(model.conv1(images))))
-    x = model.layer3(model.layer2(model.layer1(x)))
-    if layer == "res4f":
-        return x.flatten(2).transpose(1, 2)
-    return torch.flatten(model.avgpool(model.layer4(x)), 1)
+    output = network(images)[layer]
+    return output.flatten(2).transpose(1, 2) if layer == "res4f" else output
 
 
 # ---------------------------------------------------------------------------------------------
 # Images
 
 
-def resized_size(width: int, height: int, size: int = RESIZE) -> tuple[int, int]:
-    """(width, height) with the shorter side scaled to ``size`` (torchvision's rounding)."""
-    if width <= height:
-        return size, int(size * height / width)
-    return int(size * width / height), size
+@functools.cache
+def transform():
+    """torchvision's transforms from a PIL image to the network's input, ``3 x 224 x 224``."""
+    transforms = torchvision().transforms
+    return transforms.Compose(
+        [
+            transforms.Resize(RESIZE, transforms.InterpolationMode.BILINEAR),
+            transforms.CenterCrop(CROP),
+            transforms.ToTensor(),
+            transforms.Normalize(MEAN, STD),
+        ]
+    )
 
 
 def preprocess(image) -> torch.Tensor:
-    """A PIL image to the network's input: RGB, resize (shorter side 256, bilinear), center
-    crop 224, ImageNet normalization; ``3 x 224 x 224`` float32."""
-    from PIL import Image
-
-    image = image.convert("RGB")
-    width, height = resized_size(*image.size)
-    image = image.resize((width, height), Image.Resampling.BILINEAR)
-    left = int(round((width - CROP) / 2.0))
-    top = int(round((height - CROP) / 2.0))
-    image = image.crop((left, top, left + CROP, top + CROP))
-    pixels = (np.asarray(image, dtype=np.float32) / 255.0 - MEAN) / STD
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+    """A PIL image to the network's input: RGB, then :func:`transform`; float32."""
+    return transform()(image.convert("RGB"))
 
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
@@ -314,9 +262,9 @@ class FeatureExtractor:
     """Features of new images, made as a description says (network, layer, dtype)."""
 
     def __init__(self, model: nn.Module, description: dict, device: str = "cpu") -> None:
-        self.model = model.to(device).eval()
         self.description = description
         self.layer = description["layer"]
+        self.network = feature_network(model, self.layer).to(device)
         self.dtype = np.dtype(description.get("dtype", "float32"))
         self.device = torch.device(device)
 
@@ -328,7 +276,7 @@ class FeatureExtractor:
             chunk = images[start : start + batch_size]
             pixels = torch.stack([self._pixels(image, start + i) for i, image in enumerate(chunk)])
             with torch.inference_mode():
-                output = forward_features(self.model, pixels.to(self.device), self.layer)
+                output = forward_features(self.network, pixels.to(self.device), self.layer)
             rows.append(output.float().cpu().numpy().astype(self.dtype).astype(np.float32))
         return np.concatenate(rows)
 

@@ -1,11 +1,15 @@
-"""How raw text becomes the model's tokens and back: the preprocessing of a data directory.
+"""A data directory's preprocessing record, ``preprocessing.json``, read as fairseq's tokenizer
+and BPE options.
 
-``scripts/prepare-multi30k.sh`` writes ``DATA/preprocessing.json``, which says how the
-binarized text was made: lowercasing; Moses punctuation normalization and tokenization, as
+``scripts/prepare-multi30k.sh`` writes ``DATA/preprocessing.json``, which says how the binarized
+text was made: lowercasing; Moses punctuation normalization and tokenization, as
 :mod:`fairseq_mmt_adv.recipes.moses` does them; BPE codes. Copies of it travel beside the
-checkpoints. The translator applies the same steps to new captions, and undoes them on its
-output. A directory without the file (the demo corpus, binarized from plain text) has no steps:
-text goes in and comes out as it is.
+checkpoints. :meth:`TextPipeline.fairseq_options` turns it into the options of fairseq's
+tokenizer and BPE registries (``--tokenizer moses_lowercase`` of :mod:`.tokenizers`, ``--bpe
+subword_nmt``), with which the translator applies the same steps to new captions and undoes
+them on its output, as fairseq's hub interface and ``fairseq-interactive`` do. A directory
+without the file (fairseq's own layout, the demo corpus) has no steps but those given as
+``--tokenizer`` and ``--bpe`` (``tokenizer=``, ``bpe=`` in Python).
 
 Two commands keep model directories complete (``MultimodalTranslator.from_pretrained(DIR)``
 needs nothing else)::
@@ -17,8 +21,6 @@ needs nothing else)::
 ``write`` records the steps in ``DATA/preprocessing.json`` (``scripts/prepare-multi30k.sh`` runs
 it); ``copy`` puts the dictionaries, ``preprocessing.json`` and the BPE codes of DATA beside the
 checkpoints (``examples/multi30k/train.sh`` runs it).
-
-Imports neither fairseq nor torch.
 """
 
 import argparse
@@ -32,7 +34,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 PREPROCESSING_FILE = "preprocessing.json"
-BPE_SEPARATOR = "@@"
 
 
 @dataclass
@@ -49,18 +50,17 @@ class TextPipeline:
     def __post_init__(self) -> None:
         if self.tokenizer not in (None, "moses"):
             raise ValueError(f"unknown tokenizer {self.tokenizer!r} in {self.path}: moses or null")
-        self._source = self._target = self._bpe = None
 
     @property
     def path(self) -> str:
         return os.path.join(self.directory, PREPROCESSING_FILE)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "TextPipeline":
-        """The pipeline of ``directory``: its ``preprocessing.json``, or no steps at all."""
+    def load(cls, directory: str | Path) -> "TextPipeline | None":
+        """The pipeline of ``directory``'s ``preprocessing.json``; ``None`` without one."""
         path = Path(directory) / PREPROCESSING_FILE
         if not path.is_file():
-            return cls(directory=str(directory))
+            return None
         try:
             fields = json.loads(path.read_text(encoding="utf-8"))
             return cls(**fields, directory=str(directory))
@@ -75,59 +75,47 @@ class TextPipeline:
             path.write_text(text, encoding="utf-8")
         return path
 
-    def tokenize(self, text: str) -> str:
-        """Raw source text as the binarized source was made, before BPE."""
-        text = " ".join(text.split())
-        if self.tokenizer is None:
-            return text.lower() if self.lowercase else text
-        if self._source is None:
-            from fairseq_mmt_adv.recipes.moses import tokenizer
-
-            self._source = tokenizer(self.source_lang, self.lowercase)  # prepare-multi30k's
-        return self._source(text)
-
-    def apply_bpe(self, text: str) -> str:
-        if self.bpe_codes is None:
-            return text
-        if self._bpe is None:
+    def fairseq_options(self, tokenizer: bool = True, bpe: bool = True) -> dict:
+        """The steps (the ``tokenizer`` and ``bpe`` ones) as options of fairseq's tokenizer and
+        BPE registries, by the names of ``from_pretrained``'s overrides: Moses as
+        :mod:`fairseq_mmt_adv.recipes.moses` does it (``moses_lowercase`` without dash splits),
+        else whitespace only, lowercased or not; subword-nmt's BPE with the codes."""
+        options = {key: getattr(self, key) for key in ("source_lang", "target_lang")}
+        if tokenizer and self.tokenizer == "moses":
+            options.update(tokenizer="moses_lowercase", moses_no_dash_splits=True)
+            options.update(moses_keep_case=not self.lowercase)
+        elif tokenizer:
+            options["tokenizer"] = "lowercase" if self.lowercase else "space"
+        if bpe and self.bpe_codes is not None:
             codes = os.path.join(self.directory, self.bpe_codes)
             if not os.path.isfile(codes):
                 raise FileNotFoundError(f"{self.path} names BPE codes {codes}, which are missing")
-            self._bpe = load_bpe(codes)
-        return self._bpe.process_line(text)
+            options.update(bpe="subword_nmt", bpe_codes=codes)
+        return {key: value for key, value in options.items() if value is not None}
 
-    def remove_bpe(self, text: str) -> str:
-        if self.bpe_codes is None:
-            return text
-        return (text + " ").replace(BPE_SEPARATOR + " ", "").rstrip()
+    def build(self) -> tuple:
+        """fairseq's tokenizer and BPE (``encode``/``decode``) for the steps; BPE ``None``
+        without codes."""
+        from fairseq.data import encoders
 
-    def detokenize(self, text: str) -> str:
-        """Target tokens back to plain text."""
-        if self.tokenizer != "moses":
-            return text
-        if self._target is None:
-            try:
-                from sacremoses import MosesDetokenizer
-            except ImportError as error:
-                raise ImportError(f"{self.path} asks for Moses: pip install sacremoses") from error
-            self._target = MosesDetokenizer(self.target_lang)
-        return self._target.detokenize(text.split())
+        options = argparse.Namespace(**self.fairseq_options())
+        return encoders.build_tokenizer(options), encoders.build_bpe(options)
 
 
 def load_bpe(codes: str | Path):
-    """subword-nmt's ``BPE`` for a codes file, as its ``apply-bpe`` command builds it (all merges,
-    no vocabulary filter): the data's BPE (``recipes.bpe``) and the translator's."""
-    from subword_nmt.apply_bpe import BPE
+    """fairseq's ``subword_nmt`` BPE of a codes file (subword-nmt's, all merges, no vocabulary
+    filter, as its ``apply-bpe`` command): the data's BPE (``recipes.bpe``) and the
+    translator's."""
+    from fairseq.data import encoders
 
-    with open(codes, encoding="utf-8") as handle:
-        return BPE(handle, separator=BPE_SEPARATOR)
+    return encoders.build_bpe(argparse.Namespace(bpe="subword_nmt", bpe_codes=str(codes)))
 
 
-def dictionaries(directory: str | Path, pipeline: TextPipeline) -> list[Path]:
+def dictionaries(directory: str | Path, pipeline: TextPipeline | None) -> list[Path]:
     """The fairseq dictionaries of ``directory``: those of the pipeline's languages, or every
-    ``dict.*.txt`` when it names none."""
+    ``dict.*.txt`` when there is none or it names none."""
     directory = Path(directory)
-    if pipeline.source_lang and pipeline.target_lang:
+    if pipeline is not None and pipeline.source_lang and pipeline.target_lang:
         names = [f"dict.{lang}.txt" for lang in (pipeline.source_lang, pipeline.target_lang)]
         return [directory / name for name in names if (directory / name).is_file()]
     return sorted(Path(p) for p in glob.glob(str(directory / "dict.*.txt")))
@@ -140,9 +128,9 @@ def copy_for_translation(data: str | Path, destination: str | Path) -> list[Path
     data, destination = Path(data), Path(destination)
     pipeline = TextPipeline.load(data)
     files = dictionaries(data, pipeline)
-    if (data / PREPROCESSING_FILE).is_file():
+    if pipeline is not None:
         files.append(data / PREPROCESSING_FILE)
-    if pipeline.bpe_codes is not None:
+    if pipeline is not None and pipeline.bpe_codes is not None:
         codes = data / pipeline.bpe_codes
         if not codes.is_file() or Path(pipeline.bpe_codes).is_absolute() or ".." in codes.parts:
             raise FileNotFoundError(

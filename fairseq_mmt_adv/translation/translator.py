@@ -2,13 +2,15 @@
 
 Built on fairseq's hub interface (:class:`fairseq.hub_utils.GeneratorHubInterface`): the same
 checkpoints, dictionaries and ``SequenceGenerator`` as ``fairseq-generate``, with each batch's
-raw image features added to its ``net_input`` (the task normalizes them as in training), and
-the data directory's own preprocessing (:mod:`.text_pipeline`) in place of
-fairseq's tokenizer and BPE::
+raw image features added to its ``net_input``, and fairseq's tokenizer and BPE: those that the
+data directory's ``preprocessing.json`` records (:mod:`.text_pipeline`), or those given as in
+fairseq's ``from_pretrained``::
 
     from fairseq_mmt_adv import MultimodalTranslator
     translator = MultimodalTranslator.from_pretrained("checkpoints/q-waae", "checkpoint_best.pt")
     translator.translate(["A dog runs on the beach."], images=["dog.jpg"])
+    # a model directory in fairseq's layout (checkpoint, dict.*.txt, bpecodes):
+    MultimodalTranslator.from_pretrained("model", "model.pt", tokenizer="moses", bpe="subword_nmt")
 
 Images become features with the extractor that made the training features
 (:mod:`fairseq_mmt_adv.translation.image_features`, recorded in the checkpoint); ``features=`` takes
@@ -22,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from fairseq import hub_utils
+from omegaconf import OmegaConf, open_dict
 
-from fairseq_mmt_adv.data.feature_files import describe_shape
+from fairseq_mmt_adv.data.feature_files import describe_shape, first_nonfinite_row
 from fairseq_mmt_adv.translation.text_pipeline import TextPipeline, dictionaries
 
 logger = logging.getLogger(__name__)
@@ -50,12 +53,48 @@ def data_directory(model_dir: Path, data_name_or_path: str) -> Path:
     return data.resolve()
 
 
+def text_options(pipeline: TextPipeline | None, overrides: dict) -> dict:
+    """``overrides`` over the tokenizer and BPE options that ``pipeline`` records: a
+    ``tokenizer=`` or ``bpe=`` given replaces the recorded one with all its options."""
+    if pipeline is None:
+        return dict(overrides)
+    given = [key for key in ("tokenizer", "bpe") if key in overrides]
+    if given:
+        logger.info(f"{' and '.join(given)} as given, not as {pipeline.path} records")
+    recorded = pipeline.fairseq_options("tokenizer" not in given, "bpe" not in given)
+    return {**recorded, **overrides}
+
+
+def model_languages(cfg, task, overrides: dict) -> None:
+    """The tokenizer's languages, when not given: the task's (fairseq's default is 'en')."""
+    if cfg.get("tokenizer") is None:
+        return
+    with open_dict(cfg):
+        for key in ("source_lang", "target_lang"):
+            language = getattr(task.cfg, key, None)  # inferred from the data when not given
+            if key in cfg.tokenizer and key not in overrides and language:
+                cfg.tokenizer[key] = language
+
+
+def check_bpe_codes(cfg, model_dir: Path) -> None:
+    """A BPE that needs codes (``subword_nmt``...) has a file of them."""
+    bpe = cfg.get("bpe")
+    if bpe is None or "bpe_codes" not in list(bpe):  # "in bpe" is False for a missing one
+        return
+    if OmegaConf.is_missing(bpe, "bpe_codes"):
+        raise TranslationInputError(
+            f"bpe={bpe._name} needs BPE codes: give bpe_codes=FILE (--bpe-codes FILE), or put "
+            f"them in {model_dir / 'bpecodes'}"
+        )
+    if not os.path.isfile(bpe.bpe_codes):
+        raise TranslationInputError(f"BPE codes {bpe.bpe_codes} (bpe_codes=) do not exist")
+
+
 class MultimodalTranslator(hub_utils.GeneratorHubInterface):
     """A trained model of the plugin (or an ensemble) that translates raw captions."""
 
-    def __init__(self, cfg, task, models, pipeline: TextPipeline, extractor_weights=None):
+    def __init__(self, cfg, task, models, extractor_weights=None):
         super().__init__(cfg, task, models)
-        self.pipeline = pipeline
         self.extractor_weights = extractor_weights
         self._extractor = None
         self._batch_features: torch.Tensor | None = None
@@ -70,10 +109,13 @@ class MultimodalTranslator(hub_utils.GeneratorHubInterface):
         **overrides,
     ) -> "MultimodalTranslator":
         """Load ``model_dir/checkpoint_file`` (``a.pt:b.pt`` for an ensemble) with the
-        dictionaries, ``preprocessing.json`` and BPE codes of ``data_name_or_path`` (relative
-        to ``model_dir`` when it starts with '.'). ``extractor_weights``: a ResNet-50 state_dict
-        file for ``images=`` (default: torchvision's). ``overrides`` set options of the
-        checkpoint's configuration by name (e.g. ``cpu=True``, ``batch_size=64``)."""
+        dictionaries of ``data_name_or_path`` (relative to ``model_dir`` when it starts with
+        '.'), and the tokenizer and BPE its ``preprocessing.json`` records. ``extractor_weights``:
+        a ResNet-50 state_dict file for ``images=`` (default: torchvision's). ``overrides`` set
+        options of the checkpoint's configuration by name, as in fairseq's ``from_pretrained``
+        (e.g. ``cpu=True``, ``batch_size=64``; ``tokenizer="moses"``, ``bpe="subword_nmt"``,
+        ``bpe_codes=FILE``, found as ``model_dir/bpecodes`` too); a tokenizer's languages are
+        the model's unless given."""
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise FileNotFoundError(f"model directory {model_dir} does not exist")
@@ -81,31 +123,27 @@ class MultimodalTranslator(hub_utils.GeneratorHubInterface):
             if not (model_dir / name).is_file():
                 raise FileNotFoundError(f"no checkpoint {model_dir / name}")
         data = data_directory(model_dir, data_name_or_path)
-        pipeline = TextPipeline.load(data)
-        for key in ("source_lang", "target_lang"):
-            if getattr(pipeline, key) is not None:
-                overrides.setdefault(key, getattr(pipeline, key))
-        loaded = hub_utils.from_pretrained(str(model_dir), checkpoint_file, str(data), **overrides)
-        return cls(loaded["args"], loaded["task"], loaded["models"], pipeline, extractor_weights)
+        overrides = text_options(TextPipeline.load(data), overrides)
+        try:
+            loaded = hub_utils.from_pretrained(
+                str(model_dir), checkpoint_file, str(data), **overrides
+            )
+        except Exception as error:  # fairseq raises a bare Exception
+            if "infer language pair" not in str(error):
+                raise
+            raise TranslationInputError(
+                f"neither the checkpoint nor {data} (no preprocessing.json, no binarized data) "
+                "tells the model's languages: give source_lang= and target_lang= "
+                "(--source-lang and --target-lang)"
+            ) from error
+        model_languages(loaded["args"], loaded["task"], overrides)
+        check_bpe_codes(loaded["args"], model_dir)
+        return cls(loaded["args"], loaded["task"], loaded["models"], extractor_weights)
 
     @property
     def uses_image(self) -> bool:
         """Whether the model (any model of the ensemble) fuses the image."""
         return any(getattr(model, "uses_image", True) for model in self.models)
-
-    # ------------------------------------------------------------------ text
-
-    def tokenize(self, sentence: str) -> str:
-        return self.pipeline.tokenize(sentence)
-
-    def apply_bpe(self, sentence: str) -> str:
-        return self.pipeline.apply_bpe(sentence)
-
-    def remove_bpe(self, sentence: str) -> str:
-        return self.pipeline.remove_bpe(sentence)
-
-    def detokenize(self, sentence: str) -> str:
-        return self.pipeline.detokenize(sentence)
 
     # ------------------------------------------------------------------ translation
 
@@ -183,9 +221,8 @@ class MultimodalTranslator(hub_utils.GeneratorHubInterface):
                 f"was trained on {describe_shape(expected)} ones: use the same extractor and layer"
             )
         features = features.astype(np.float32)
-        finite = np.isfinite(features).reshape(count, -1).all(axis=1)
-        if not finite.all():
-            row = int(np.flatnonzero(~finite)[0])
+        row = first_nonfinite_row(features)
+        if row is not None:
             raise TranslationInputError(f"{source}: row {row} (caption {row + 1}) holds NaN or inf")
         return torch.from_numpy(features)
 
