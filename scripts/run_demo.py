@@ -6,9 +6,9 @@ fairseq_mmt_adv``, decodes the test split with ``fairseq-generate`` (beam 5) and
 table: BLEU, METEOR (exact+stem unless a full METEOR 1.5 jar is given by ``METEOR_JAR``) and the
 accuracy on the scene-ambiguous words, which only the image disambiguates.
 
-The systems come from ``recipes.systems``: the cGRU family's on ``cgru_mmt_small`` and
-three of the Transformer family's on ``transformer_mmt_tiny`` with 2 + 2 layers
-(:data:`TRAINING` holds each family's demo settings).
+The systems come from ``recipes.systems``, whose fusions are the fusion registry's: the cGRU
+family's on ``cgru_mmt_small`` and the Transformer family's on ``transformer_mmt_tiny`` with
+2 + 2 layers (:data:`TRAINING` holds each family's demo settings).
 
     python scripts/run_demo.py [--out demo-run] [--epochs 12] [--transformer-epochs 3]
         [--systems text-only,ctx-mul,gated] [--no-transformer] [--train-sentences 4000]
@@ -35,10 +35,11 @@ from fairseq_mmt_adv.recipes.fairseq_steps import (
 )
 
 # The cGRU family's systems but the "no v" ablations of the reconstruction modes: text-only,
-# ctx-mul, mse, q-waae, g-wgan.
+# ctx-mul, mse, q-waae, g-wgan (and those of any fusion registered since).
 CGRU_SYSTEMS = [name for name in mmt_systems.names("cgru") if not name.endswith("-nov")]
-# The Transformer family's text-only model, its gated fusion (Wu et al., 2021) and that with q-waae.
-TRANSFORMER_SYSTEMS = ["transformer-text-only", "gated", "gated+q-waae"]
+# Each fusion of the Transformer family alone (text-only, gated (Wu et al., 2021),
+# selective-attn, any registered since), and the gated one with q-waae.
+TRANSFORMER_SYSTEMS = [*mmt_systems.alone("transformer"), "gated+q-waae"]
 SYSTEMS = CGRU_SYSTEMS + TRANSFORMER_SYSTEMS
 # The demo's own settings beside each system's flags: the paper's critic (1024, 512) would dwarf
 # cgru_mmt_small (hidden 128) and the CPU budget.

@@ -1,5 +1,6 @@
 """recipes.systems: the systems defined once (flags, weights, run names, TSV form)."""
 
+import contextlib
 import dataclasses
 import io
 import subprocess
@@ -13,6 +14,13 @@ from helpers import PACKAGE_DIR, REGISTERED
 from fairseq_mmt_adv.criterions.adversarial_reconstruction import (
     DEFAULT_LAMBDA_R,
     AdversarialReconstructionCriterionConfig,
+)
+from fairseq_mmt_adv.fusions.registry import (
+    DECODER_CONTEXT,
+    ENCODER_OUTPUT,
+    FUSION_REGISTRY,
+    Fusion,
+    register_fusion,
 )
 from fairseq_mmt_adv.recipes import systems
 
@@ -45,21 +53,63 @@ def test_the_papers_systems(name: str) -> None:
 def test_every_family_has_its_baseline_and_modes() -> None:
     assert systems.names("cgru") == [
         "text-only",
+        "mse-nov",
+        "q-waae-nov",
+        "g-wgan-nov",
         "ctx-mul",
         "mse",
         "q-waae",
         "g-wgan",
-        "mse-nov",
-        "q-waae-nov",
-        "g-wgan-nov",
     ]
     transformer = systems.names("transformer")
     assert len(transformer) == 12 and "gated+q-waae" in transformer
     for family, baseline in systems.BASELINES.items():
         assert systems.get(baseline).family == family
         assert systems.get(baseline).reconstruction is None
-    assert systems.get("baseline") is systems.get("ctx-mul")
+    assert systems.get("baseline") == systems.get("ctx-mul")  # made when asked: equal
     assert systems.get("selective-attn+g-wgan").fusion == "selective-attn"
+
+
+@contextlib.contextmanager
+def registered_fusion(name: str, *sites: str):
+    """A visual fusion ``name`` in the registry while the block runs (an identity on the text)."""
+
+    @register_fusion(name, sites=sites)
+    class Passing(Fusion):
+        uses_image = False
+
+        def forward(self, fused, visual):
+            return fused
+
+    try:
+        yield
+    finally:
+        del FUSION_REGISTRY[name]
+
+
+def test_a_registered_fusion_joins_its_familys_systems(capsys) -> None:
+    with registered_fusion("foo", ENCODER_OUTPUT):
+        assert systems.fusions("transformer") == ["none", "gated", "selective-attn", "foo"]
+        assert systems.fusions("cgru") == ["none", "ctx-mul"]  # where the cGRU fuses: not there
+        assert systems.names("transformer")[-4:] == ["foo", "foo+mse", "foo+q-waae", "foo+g-wgan"]
+        assert systems.get("foo+q-waae") == systems.System(
+            "foo+q-waae", "transformer", "foo", "q-waae"
+        )
+        args = parse("foo+q-waae")  # --visual-fusion takes it on the family's architecture
+        assert (args.visual_fusion, args.reconstruction) == ("foo", "q-waae")
+        assert systems.main(["--list"]) == 0
+        assert "foo+g-wgan " in capsys.readouterr().out
+    assert "foo" not in systems.fusions("transformer") and "foo" not in systems.all_systems()
+
+
+def test_a_fusion_of_both_families_is_named_after_each() -> None:
+    with registered_fusion("both", ENCODER_OUTPUT, DECODER_CONTEXT):
+        assert systems.system_names("cgru", "both")["mse"] == "cgru-both+mse"
+        assert systems.get("transformer-both").fusion == "both"
+        assert systems.get("cgru-both").family == "cgru"
+    clash = pytest.raises(systems.SystemSpecError, match="register the fusion under another")
+    with registered_fusion("mse", DECODER_CONTEXT), clash:  # the name of ctx-mul's mse
+        systems.all_systems()
 
 
 def test_the_flags_carry_the_criterions_defaults() -> None:
@@ -95,7 +145,7 @@ def parse(name: str, **weights) -> object:
     return options.parse_args_and_arch(options.get_training_parser(), argv)
 
 
-@pytest.mark.parametrize("name", list(systems.SYSTEMS))
+@pytest.mark.parametrize("name", list(systems.all_systems()))
 def test_flags_parse_with_fairseqs_parser(name: str) -> None:
     system = systems.get(name)
     args = parse(name)
@@ -256,7 +306,7 @@ def test_requests_from_a_file(tmp_path: Path, capsys) -> None:
 def test_the_command_line_lists_and_reports_errors_under_the_callers_name() -> None:
     listed = run_cli("--list")
     assert listed.returncode == 0, listed.stderr
-    assert len(listed.stdout.splitlines()) == len(systems.SYSTEMS) + len(systems.ALIASES)
+    assert len(listed.stdout.splitlines()) == len(systems.all_systems()) + len(systems.ALIASES)
     plain = run_cli("baseline-nov")
     assert plain.stdout.split() == systems.flags("text-only")
     bad = run_cli("q-waae", "--noise-dim", "3", "--prog", "train.sh")

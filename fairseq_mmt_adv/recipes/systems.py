@@ -2,23 +2,23 @@
 
 A *system* is a visual fusion of a model family plus an optional reconstruction mode:
 
-* the family: ``cgru`` (``--arch cgru_mmt*``, fusions ``ctx-mul`` and ``none``) or
-  ``transformer`` (``--arch transformer_mmt*``, fusions ``gated``, ``selective-attn`` and
-  ``none``);
+* the family: ``cgru`` (``--arch cgru_mmt*``) or ``transformer`` (``--arch transformer_mmt*``);
+  its fusions are those of the fusion registry (:mod:`fairseq_mmt_adv.fusions`) that act where
+  its models fuse (their ``fusion_site``): ``ctx-mul`` and ``none`` for the cGRU, ``gated``,
+  ``selective-attn`` and ``none`` for the Transformer, and any fusion registered since;
 * no reconstruction: ``--criterion label_smoothed_cross_entropy --label-smoothing 0`` (NLL);
 * a reconstruction mode: ``--criterion adversarial_reconstruction --reconstruction MODE`` with
   MODE ``mse`` ("Baseline + G"), ``q-waae`` (Algorithm 2) or ``g-wgan`` (Algorithm 1), their
   weights (``--lambda-r``, ``--lambda-a``, ``--noise-dim``) and, for the two adversarial modes,
   the critic's settings of the paper (section 5.1).
 
-Named systems (``SYSTEMS``; ``python -m fairseq_mmt_adv.recipes.systems --list``):
+Named systems (:func:`all_systems`; ``python -m fairseq_mmt_adv.recipes.systems --list``): each
+fusion of each family alone and with each mode, named after the fusion (``F``, ``F+MODE``), but
 
-* cGRU: ``text-only`` (fusion none), ``ctx-mul`` (the paper's baseline), ``mse``, ``q-waae``,
-  ``g-wgan`` (ctx-mul with that mode) and ``mse-nov``, ``q-waae-nov``, ``g-wgan-nov`` (fusion
-  none with that mode: Table 4's "no v");
-* Transformer: ``transformer-text-only`` (fusion none), ``gated`` (Wu et al., 2021),
-  ``selective-attn`` (Li et al., 2022), each alone and with a mode: ``B+mse``, ``B+q-waae``,
-  ``B+g-wgan`` for B one of the three (e.g. ``gated+q-waae``, ``transformer-text-only+mse``).
+* ``none``: ``text-only`` (cGRU) and ``transformer-text-only``, with a mode ``mse-nov``,
+  ``q-waae-nov``, ``g-wgan-nov`` (cGRU, Table 4's "no v") and ``transformer-text-only+MODE``;
+* the cGRU's ``ctx-mul`` (the paper's baseline) with a mode: ``mse``, ``q-waae``, ``g-wgan``;
+* a fusion of both families (other than ``none``): ``cgru-F`` and ``transformer-F``.
 
 The paper's names are aliases (``ALIASES``): ``baseline`` = ``ctx-mul``, ``baseline-nov`` =
 ``text-only``. Each family's baseline, the system the others are compared with, is
@@ -44,20 +44,28 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from fairseq.models import ARCH_MODEL_REGISTRY
+
 from fairseq_mmt_adv.criterions.adversarial_reconstruction import (
     DEFAULT_LAMBDA_R as CRITERION_LAMBDA_R,
 )
 from fairseq_mmt_adv.criterions.adversarial_reconstruction import (
     AdversarialReconstructionCriterionConfig,
 )
+from fairseq_mmt_adv.fusions.registry import FUSION_REGISTRY, fusion_names
 from fairseq_mmt_adv.recipes.command_line import report_errors
 
 RECONSTRUCTIONS = ("mse", "q-waae", "g-wgan")
 ADVERSARIAL = ("q-waae", "g-wgan")
-FUSIONS = {"cgru": ("ctx-mul", "none"), "transformer": ("gated", "selective-attn", "none")}
+# the families: the architecture whose model class says where it fuses (fusion_site)
 ARCH_PREFIXES = {"cgru": "cgru_mmt", "transformer": "transformer_mmt"}
 BASELINES = {"cgru": "ctx-mul", "transformer": "transformer-text-only"}
 ALIASES = {"baseline": "ctx-mul", "baseline-nov": "text-only"}
+# the paper's names of a family's systems with a fusion: alone, and the pattern with a mode
+PAPER_NAMES = {
+    ("cgru", "none"): ("text-only", "{mode}-nov"),
+    ("cgru", "ctx-mul"): ("ctx-mul", "{mode}"),
+}
 
 
 def flag_text(value: float | int | str) -> str:
@@ -112,7 +120,9 @@ class System:
     reconstruction: str | None
 
     def __post_init__(self) -> None:
-        if self.fusion not in FUSIONS[self.family]:
+        if self.family not in ARCH_PREFIXES:
+            raise SystemSpecError(f"unknown family {self.family!r}: one of {list(ARCH_PREFIXES)}")
+        if self.fusion not in fusions(self.family):
             raise SystemSpecError(f"{self.family} has no visual fusion {self.fusion!r}")
         if self.reconstruction not in WEIGHTS:
             raise SystemSpecError(f"unknown reconstruction {self.reconstruction!r}")
@@ -122,37 +132,63 @@ class System:
         return self.reconstruction in ADVERSARIAL
 
 
-def _named_systems() -> dict[str, System]:
-    systems = [
-        System("text-only", "cgru", "none", None),
-        System("ctx-mul", "cgru", "ctx-mul", None),
-    ]
-    systems += [System(mode, "cgru", "ctx-mul", mode) for mode in RECONSTRUCTIONS]
-    systems += [System(f"{mode}-nov", "cgru", "none", mode) for mode in RECONSTRUCTIONS]
-    bases = {"transformer-text-only": "none", "gated": "gated", "selective-attn": "selective-attn"}
-    for base, fusion in bases.items():
-        systems.append(System(base, "transformer", fusion, None))
-        systems += [
-            System(f"{base}+{mode}", "transformer", fusion, mode) for mode in RECONSTRUCTIONS
-        ]
-    return {system.name: system for system in systems}
+def fusion_site(family: str) -> str:
+    """Where the family's models fuse the image (their model class's ``fusion_site``)."""
+    return ARCH_MODEL_REGISTRY[ARCH_PREFIXES[family]].fusion_site
 
 
-SYSTEMS = _named_systems()
+def fusions(family: str) -> list[str]:
+    """The registered fusions that act where the family's models fuse, ``none`` first."""
+    return sorted(fusion_names(fusion_site(family)), key=lambda name: name != "none")
+
+
+def system_names(family: str, fusion: str) -> dict[str | None, str]:
+    """The names of the family's systems with ``fusion``: mode (None: NLL only) -> name."""
+    if (family, fusion) in PAPER_NAMES:
+        alone, pattern = PAPER_NAMES[family, fusion]
+    else:
+        alone = "text-only" if fusion == "none" else fusion
+        sites = FUSION_REGISTRY[fusion].sites
+        shared = [other for other in ARCH_PREFIXES if fusion_site(other) in sites]
+        alone = f"{family}-{alone}" if len(shared) > 1 else alone
+        pattern = alone + "+{mode}"
+    return {None: alone, **{mode: pattern.format(mode=mode) for mode in RECONSTRUCTIONS}}
+
+
+def all_systems() -> dict[str, System]:
+    """Every named system, read from the fusion registry when asked: for each family, each of
+    its fusions alone, then with each mode."""
+    result: dict[str, System] = {}
+    for family in ARCH_PREFIXES:
+        for fusion in fusions(family):
+            for mode, name in system_names(family, fusion).items():
+                if name in result or name in ALIASES:
+                    raise SystemSpecError(
+                        f"visual fusion {fusion!r} gives {family} a system {name!r} that exists "
+                        "already: register the fusion under another name"
+                    )
+                result[name] = System(name, family, fusion, mode)
+    return result
 
 
 def get(name: str) -> System:
     """The system of a name or of a paper alias (``baseline``)."""
-    system = SYSTEMS.get(ALIASES.get(name, name))
+    systems = all_systems()
+    system = systems.get(ALIASES.get(name, name))
     if system is None:
-        names = ", ".join([*ALIASES, *SYSTEMS])
+        names = ", ".join([*ALIASES, *systems])
         raise SystemSpecError(f"--system must be one of {names}; not {name!r}")
     return system
 
 
 def names(family: str) -> list[str]:
-    """The systems of a family (``cgru`` or ``transformer``), in the order of ``SYSTEMS``."""
-    return [name for name, system in SYSTEMS.items() if system.family == family]
+    """The systems of a family (``cgru`` or ``transformer``), in :func:`all_systems`' order."""
+    return [name for name, system in all_systems().items() if system.family == family]
+
+
+def alone(family: str) -> list[str]:
+    """The family's systems without a reconstruction mode: each of its fusions alone."""
+    return [name for name in names(family) if get(name).reconstruction is None]
 
 
 def settings(name: str, **weights: float | str | None) -> dict[str, str]:
@@ -236,8 +272,8 @@ def family_value(family: str, values: Iterable[str]) -> str | None:
     result = None
     for value in values:
         target, sep, number = value.rpartition("=")
-        if sep and target not in FUSIONS:
-            families = ", ".join(FUSIONS)
+        if sep and target not in ARCH_PREFIXES:
+            families = ", ".join(ARCH_PREFIXES)
             raise SystemSpecError(
                 f"--label-smoothing {value}: no family {target!r} (the families: {families})"
             )
@@ -249,7 +285,7 @@ def family_value(family: str, values: Iterable[str]) -> str | None:
 def describe() -> str:
     """One line per system and alias (``--list``)."""
     lines = []
-    for system in SYSTEMS.values():
+    for system in all_systems().values():
         mode = system.reconstruction or "NLL only"
         lines.append(f"{system.name:30} {system.family:12} {system.fusion:15} {mode}")
     lines += [f"{alias:30} = {target}" for alias, target in ALIASES.items()]
