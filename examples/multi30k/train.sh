@@ -35,6 +35,11 @@ weights and critic (python -m fairseq_mmt_adv.recipes.systems SYSTEM prints its 
 family sets the model and the optimization, train.sh's recipes:
 EOF
   recipes_help
+  options_help
+  environment_help
+}
+
+options_help() {  # the options and the environment, as --help shows them
   cat <<'EOF'
 Every option also reads the environment variable in brackets; options win.
 
@@ -80,6 +85,11 @@ Everything after "--" goes to fairseq-train as is (later flags win over the ones
 "-- --max-epoch 40 --fp16" or "-- --cpu" for a test on a CPU. For a data-parallel run, start
 train.sh once per rank with "-- --distributed-rank R ..." (see examples/multi30k/README.md):
 rank 0 averages the Transformer's checkpoints.
+EOF
+}
+
+environment_help() {  # the environment, the outputs and examples, as --help shows them
+  cat <<'EOF'
 
 Other environment variables:
   FAIRSEQ_BIN   directory of fairseq-train (default: the repository's .venv/bin, else PATH)
