@@ -6,9 +6,9 @@ fairseq_mmt_adv``, decodes the test split with ``fairseq-generate`` (beam 5) and
 table: BLEU, METEOR (exact+stem unless a full METEOR 1.5 jar is given by ``METEOR_JAR``) and the
 accuracy on the scene-ambiguous words, which only the image disambiguates.
 
-The systems come from ``recipes.systems``: the cGRU family's on ``cgru_mmt_small`` and
-three of the Transformer family's on ``transformer_mmt_tiny`` with 2 + 2 layers
-(:data:`TRAINING` holds each family's demo settings).
+The systems come from ``recipes.systems``, whose fusions are the fusion registry's: the cGRU
+family's on ``cgru_mmt_small`` and the Transformer family's on ``transformer_mmt_tiny`` with
+2 + 2 layers (:data:`TRAINING` holds each family's demo settings).
 
     python scripts/run_demo.py [--out demo-run] [--epochs 12] [--transformer-epochs 3]
         [--systems text-only,ctx-mul,gated] [--no-transformer] [--train-sentences 4000]
@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fairseq_mmt_adv.evaluation.scoring import parse_fairseq_generate, read_lines, score
-from fairseq_mmt_adv.recipes import demo_translation, preloaded
+from fairseq_mmt_adv.recipes import demo_translation
 from fairseq_mmt_adv.recipes import systems as mmt_systems
 from fairseq_mmt_adv.recipes.demo_corpus import DEFAULT_SIZES, ambiguous_word_accuracy
 from fairseq_mmt_adv.recipes.fairseq_steps import (
@@ -35,10 +35,11 @@ from fairseq_mmt_adv.recipes.fairseq_steps import (
 )
 
 # The cGRU family's systems but the "no v" ablations of the reconstruction modes: text-only,
-# ctx-mul, mse, q-waae, g-wgan.
+# ctx-mul, mse, q-waae, g-wgan (and those of any fusion registered since).
 CGRU_SYSTEMS = [name for name in mmt_systems.names("cgru") if not name.endswith("-nov")]
-# The Transformer family's text-only model, its gated fusion (Wu et al., 2021) and that with q-waae.
-TRANSFORMER_SYSTEMS = ["transformer-text-only", "gated", "gated+q-waae"]
+# Each fusion of the Transformer family alone (text-only, gated (Wu et al., 2021),
+# selective-attn, any registered since), and the gated one with q-waae.
+TRANSFORMER_SYSTEMS = [*mmt_systems.alone("transformer"), "gated+q-waae"]
 SYSTEMS = CGRU_SYSTEMS + TRANSFORMER_SYSTEMS
 # The demo's own settings beside each system's flags: the paper's critic (1024, 512) would dwarf
 # cgru_mmt_small (hidden 128) and the CPU budget.
@@ -95,7 +96,7 @@ def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.
     save_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     command = train_command(corpus, save_dir, system, args)
-    run_logged(command, save_dir / "train.log", args.threads, preloaded=True)
+    run_logged(command, save_dir / "train.log", args.threads)
     train_seconds = time.time() - start
     generated = save_dir / "generate-test.txt"
     run_logged(
@@ -106,7 +107,6 @@ def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.
         ],
         generated,
         args.threads,
-        preloaded=True,
     )
     hypotheses, _ = parse_fairseq_generate(generated)
     references = read_lines(corpus.root / "raw" / "test.de")
@@ -179,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     sizes = {"train": args.train_sentences}
-    corpus = prepare_demo_corpus(
-        args.out / "corpus", args.seed, threads=args.threads, sizes=sizes, preloaded=True
-    )
+    corpus = prepare_demo_corpus(args.out / "corpus", args.seed, threads=args.threads, sizes=sizes)
     systems = args.systems
     print(
         f"training {', '.join(systems)} on the demo corpus (epochs: cGRU {args.epochs}, "
@@ -195,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
     print(f"(test split, beam 5; details in {args.out}/results.json and {args.out}/<system>/)")
-    print(preloaded.call(demo_translation.report, args.out, systems))
+    print(demo_translation.report(args.out, systems))
     return 0
 
 

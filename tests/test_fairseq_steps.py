@@ -1,7 +1,6 @@
 """fairseq_mmt_adv.recipes.fairseq_steps and .benchmarks: logged commands, the demo corpus, the
 benchmark systems."""
 
-import os
 import sys
 import types
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 from fairseq import options
 
 from fairseq_mmt_adv.models.cgru_mmt import CGRUMMTConfig
-from fairseq_mmt_adv.recipes import benchmarks, fairseq_steps, preloaded, systems
+from fairseq_mmt_adv.recipes import benchmarks, fairseq_steps, systems
 
 
 def test_run_logged_writes_the_log_and_limits_threads(tmp_path: Path) -> None:
@@ -33,16 +32,16 @@ def test_run_logged_fails_with_the_logs_tail(tmp_path: Path) -> None:
     assert message.endswith("line 48\nline 49\n") and "line 47" not in message
 
 
-def test_a_preloaded_fairseq_cli_runs_forked_as_its_console_script(tmp_path: Path) -> None:
+def test_a_fairseq_cli_runs_as_its_console_script(tmp_path: Path) -> None:
     help_log, error_log = tmp_path / "help.log", tmp_path / "error.log"
     usage = fairseq_steps.run_logged(
-        [fairseq_steps.fairseq_cli("preprocess"), "--help"], help_log, threads=1, preloaded=True
+        [fairseq_steps.fairseq_cli("preprocess"), "--help"], help_log, threads=1
     )
     assert help_log.read_text().startswith("usage: fairseq-preprocess")
     assert usage.seconds > 0 and usage.peak_mib > 1
     train = [fairseq_steps.fairseq_cli("train"), "--arch", "no_such_arch"]
     with pytest.raises(fairseq_steps.StepError) as error:
-        fairseq_steps.run_logged(train, error_log, preloaded=True)
+        fairseq_steps.run_logged(train, error_log)
     assert str(error.value).startswith("fairseq-train --arch failed with exit status 2")
     assert "invalid choice: 'no_such_arch'" in error_log.read_text()  # argparse's message
 
@@ -52,28 +51,13 @@ def test_a_command_past_its_timeout_is_killed(tmp_path: Path) -> None:
     with pytest.raises(fairseq_steps.StepError, match="-c was killed after 0.5 s") as error:
         fairseq_steps.run_logged(sleeper, tmp_path / "sleep.log", timeout=0.5)
     assert str(error.value).endswith("waiting\n")
-    # a lone rank of two waits for the other: forked, it is killed too
+    # a lone rank of two waits for the other: a fairseq-train is killed too
     lone = [fairseq_steps.fairseq_cli("train"), str(tmp_path), "--arch", "lstm", "--cpu"]
     lone += ["--distributed-no-spawn"]
     lone += ["--distributed-world-size", "2", "--distributed-rank", "0"]
     lone += ["--distributed-backend", "gloo", "--distributed-init-method", "tcp://127.0.0.1:29533"]
     with pytest.raises(fairseq_steps.StepError, match="was killed after 2 s"):
-        fairseq_steps.run_logged(lone, tmp_path / "rank0.log", preloaded=True, timeout=2)
-
-
-def test_a_python_function_runs_forked_and_returns_its_result() -> None:
-    assert preloaded.call(os.getpid) != os.getpid()
-    assert preloaded.call(divmod, 7, 2) == (3, 1)
-    with pytest.raises(ChildProcessError, match=r"^posix.listdir failed in its forked child"):
-        preloaded.call(os.listdir, "/no/such/directory")
-
-
-def test_only_this_environments_fairseq_clis_run_preloaded() -> None:
-    bin_dir = Path(fairseq_steps.fairseq_cli("train")).parent
-    assert preloaded.handles([str(bin_dir / "fairseq-generate"), "data"], bin_dir)
-    assert not preloaded.handles(["/elsewhere/bin/fairseq-generate", "data"], bin_dir)
-    assert not preloaded.handles([str(bin_dir / "fairseq-interactive")], bin_dir)
-    assert not preloaded.handles([sys.executable, "-c", "pass"], bin_dir)
+        fairseq_steps.run_logged(lone, tmp_path / "rank0.log", timeout=2)
 
 
 # fairseq-preprocess's part that prepare_demo_corpus relies on: --destdir gets the dictionaries

@@ -207,7 +207,7 @@ def test_the_command_line(tmp_path: Path) -> None:
 def test_importing_the_recipes_registers_the_plugin() -> None:
     code = (
         "from fairseq_mmt_adv.recipes import benchmarks, fairseq_steps, features, moses, summary\n"
-        "from fairseq_mmt_adv.recipes import bpe, preloaded, training_log\n"
+        "from fairseq_mmt_adv.recipes import bpe, training_log\n"
         "from fairseq_mmt_adv.evaluation import significance\n"
         f"{REGISTERED}\n"
     )

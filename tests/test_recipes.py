@@ -34,11 +34,18 @@ multi_seed = load("multi_seed")
 plot_curves = load("plot_curves")
 
 
-def bash(script: Path, *args: str, env: dict | None = None, ok: bool = True) -> str:
+def bash(
+    script: Path, *args: str, env: dict | None = None, ok: bool = True, stdin: str = ""
+) -> str:
     clean = {k: v for k, v in os.environ.items() if k not in {"DATA", "SYSTEM", "SEED"}}
     clean.setdefault("PYTHON", sys.executable)  # the scripts' Python: the plugin's environment
+    clean.pop("SYSTEMS_TABLE", None)
     done = subprocess.run(
-        ["bash", str(script), *args], capture_output=True, text=True, env={**clean, **(env or {})}
+        ["bash", str(script), *args],
+        capture_output=True,
+        text=True,
+        env={**clean, **(env or {})},
+        input=stdin,
     )
     assert (done.returncode == 0) == ok, done.stdout + done.stderr
     return done.stdout + done.stderr
@@ -66,10 +73,21 @@ COMMON = [
     "--seed 3",
     "--log-format json",
 ]
-CRITIC = "--lambda-gp 10 --critic-lr 2e-4 --critic-betas '(0.5, 0.9)' --critic-iters 5"
+CRITIC = "--lambda-gp 10 --critic-lr 0.0002 --critic-betas '(0.5, 0.9)' --critic-iters 5"
 # train.sh's systems: the cGRU ones and the paper's aliases (tests/test_systems.py checks their
 # flags against the paper's); each must reach fairseq-train whole and in order.
 TRAIN_SYSTEMS = [*systems.names("cgru"), *systems.ALIASES]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> dict:
+    """The environment of train.sh calls that read their system's settings from one table of
+    every system (train.sh --systems-table: one Python process, not one per call)."""
+    path = tmp_path_factory.mktemp("systems") / "table.tsv"
+    runs = [f"--system {name}" for name in [*TRAIN_SYSTEMS, *systems.names("transformer")]]
+    runs += ["--system g-wgan --noise-dim 512 --lambda-a 0.5", "--system g-wgan --noise-dim 512"]
+    path.write_text(bash(TRAIN, "--systems-table", stdin="\n".join(runs)))
+    return {"SYSTEMS_TABLE": str(path)}
 
 
 def quoted(flags: list[str]) -> str:
@@ -77,8 +95,9 @@ def quoted(flags: list[str]) -> str:
 
 
 @pytest.mark.parametrize("system", TRAIN_SYSTEMS)
-def test_train_dry_run_flags_per_system(system: str) -> None:
-    out = bash(TRAIN, "--system", system, "--seed", "3", "--dry-run", env={"DATA": "/data/en-de"})
+def test_train_dry_run_flags_per_system(system: str, table: dict) -> None:
+    env = {"DATA": "/data/en-de", **table}
+    out = bash(TRAIN, "--system", system, "--seed", "3", "--dry-run", env=env)
     [command] = train_commands(out)
     assert command.split()[0].endswith("fairseq-train") and command.split()[1] == "/data/en-de"
     for expected in [*COMMON, "--arch cgru_mmt " + quoted(systems.flags(system))]:
@@ -118,8 +137,9 @@ def parse_train_command(command: str):
 
 
 @pytest.mark.parametrize("system", systems.names("transformer"))
-def test_train_dry_run_of_every_transformer_system(system: str) -> None:
-    out = bash(TRAIN, "--system", system, "--seed", "2", "--dry-run", env={"DATA": "/data/j"})
+def test_train_dry_run_of_every_transformer_system(system: str, table: dict) -> None:
+    env = {"DATA": "/data/j", **table}
+    out = bash(TRAIN, "--system", system, "--seed", "2", "--dry-run", env=env)
     [command] = train_commands(out)
     args = parse_train_command(command)
     assert {key: getattr(args, key) for key in WU_ET_AL} == WU_ET_AL
@@ -139,7 +159,7 @@ def test_train_dry_run_of_every_transformer_system(system: str) -> None:
     assert average.endswith(
         f"--last-epochs 10 --run-dir {save_dir} --output {save_dir}/checkpoint_avg.pt"
     )
-    checkpoint = bash(TRAIN, "--system", system, "--print-checkpoint", env={"DATA": "/data/j"})
+    checkpoint = bash(TRAIN, "--system", system, "--print-checkpoint", env=env)
     assert checkpoint.strip() == f"{save_dir.replace('seed2', 'seed1')}/checkpoint_avg.pt"
 
 
@@ -151,10 +171,11 @@ TWO_RANKS = (
 
 
 @pytest.mark.parametrize("rank", ["0", "1"])
-def test_a_two_rank_transformer_run_averages_on_rank_0_only(rank: str) -> None:
+def test_a_two_rank_transformer_run_averages_on_rank_0_only(rank: str, table: dict) -> None:
     """The README's two-rank CPU variant: 2 x 2048 tokens, rank 0 saves and averages."""
     extra = [*TWO_RANKS.split(), rank]
-    out = bash(TRAIN, "--system", "gated", "--dry-run", "--", *extra, env={"DATA": "/data/j"})
+    env = {"DATA": "/data/j", **table}
+    out = bash(TRAIN, "--system", "gated", "--dry-run", "--", *extra, env=env)
     [command] = train_commands(out)
     args = parse_train_command(command)
     assert (args.max_tokens, args.distributed_world_size, args.distributed_rank) == (
@@ -166,10 +187,10 @@ def test_a_two_rank_transformer_run_averages_on_rank_0_only(rank: str) -> None:
     assert ("average_checkpoints.py" in out) == (rank == "0")
 
 
-def test_the_cgru_recipe_decodes_its_best_checkpoint() -> None:
-    out = bash(TRAIN, "--system", "mse", "--dry-run", env={"DATA": "/d"})
+def test_the_cgru_recipe_decodes_its_best_checkpoint(table: dict) -> None:
+    out = bash(TRAIN, "--system", "mse", "--dry-run", env={"DATA": "/d", **table})
     assert "average_checkpoints" not in out and "--keep-last-epochs" not in out
-    checkpoint = bash(TRAIN, "--system", "mse", "--print-checkpoint", env={"DATA": "/d"})
+    checkpoint = bash(TRAIN, "--system", "mse", "--print-checkpoint", env={"DATA": "/d", **table})
     assert checkpoint.strip() == "checkpoints/mse_lr0.2/seed1/checkpoint_best.pt"
 
 
@@ -184,11 +205,12 @@ def fake_epoch_checkpoints(run: Path, epochs) -> None:
         torch.save({"model": {"w": torch.full((2,), 100.0)}}, run / name)
 
 
-def test_the_averaging_step_averages_the_last_ten_epochs(tmp_path: Path, capsys) -> None:
+def test_the_averaging_step_averages_the_last_ten_epochs(tmp_path: Path, capsys, table) -> None:
     import torch
 
     run = tmp_path / "run"
-    out = bash(TRAIN, "--data", "/d", "--system", "gated", "--save-dir", str(run), "--dry-run")
+    options = ["--data", "/d", "--system", "gated", "--save-dir", str(run), "--dry-run"]
+    out = bash(TRAIN, *options, env=table)
     [average] = [line for line in out.splitlines() if "average_checkpoints.py" in line]
     python, script, *argv = shlex.split(average)
     assert Path(script) == RECIPES.parents[1] / "scripts" / "average_checkpoints.py"
@@ -223,11 +245,11 @@ def fake_trainer(tmp_path: Path, data: Path) -> dict:
     return {"FAIRSEQ_BIN": str(bin_dir), "DATA": str(data), "FEATURES": str(data / "features")}
 
 
-def test_a_transformer_run_ends_with_the_average(tmp_path: Path) -> None:
+def test_a_transformer_run_ends_with_the_average(tmp_path: Path, table: dict) -> None:
     import torch
 
     data = tmp_path / "data"
-    env = fake_trainer(tmp_path, data)
+    env = {**fake_trainer(tmp_path, data), **table}
     for lang in ("en", "de"):
         (data / f"dict.{lang}.txt").write_text("hund 3\nein 2\n")  # joined: one dictionary
     run = tmp_path / "run"
@@ -237,9 +259,9 @@ def test_a_transformer_run_ends_with_the_average(tmp_path: Path) -> None:
     assert (run / "DONE").is_file() and (run / "dict.de.txt").is_file()
 
 
-def test_the_transformer_recipe_needs_a_joined_dictionary(tmp_path: Path) -> None:
+def test_the_transformer_recipe_needs_a_joined_dictionary(tmp_path: Path, table: dict) -> None:
     data = tmp_path / "data"
-    env = fake_trainer(tmp_path, data)
+    env = {**fake_trainer(tmp_path, data), **table}
     (data / "dict.en.txt").write_text("dog 3\n")
     (data / "dict.de.txt").write_text("hund 3\n")
     message = (
@@ -254,8 +276,8 @@ def test_the_transformer_recipe_needs_a_joined_dictionary(tmp_path: Path) -> Non
     assert "warning" not in bash(TRAIN, "--system", "mse", "--dry-run", env=env)  # cGRU: fine
 
 
-def test_train_options_environment_and_passthrough() -> None:
-    env = {"DATA": "/d", "SYSTEM": "g-wgan", "NOISE_DIM": "512", "CHECKPOINTS": "/ck"}
+def test_train_options_environment_and_passthrough(table: dict) -> None:
+    env = {"DATA": "/d", "SYSTEM": "g-wgan", "NOISE_DIM": "512", "CHECKPOINTS": "/ck", **table}
     out = bash(TRAIN, "--lambda-a", "0.5", "--dry-run", "--", "--max-epoch", "7", "--fp16", env=env)
     [command] = train_commands(out)
     assert "--reconstruction g-wgan --noise-dim 512 --lambda-r 0 --lambda-a 0.5" in command
@@ -268,11 +290,12 @@ def test_train_options_environment_and_passthrough() -> None:
         bash(TRAIN, "--dry-run", env={**env, "KEEP_EPOCH_CHECKPOINTS": "1"}),
     ):
         assert "--no-epoch-checkpoints" not in train_commands(kept)[0]
-    save_dir = bash(TRAIN, "--data", "/d", "--system", "q-waae", "--seed", "2", "--print-save-dir")
+    options = ["--data", "/d", "--system", "q-waae", "--seed", "2", "--print-save-dir"]
+    save_dir = bash(TRAIN, *options, env=table)
     assert save_dir.strip() == "checkpoints/q-waae_lr0.2_la0.2/seed2"
 
 
-def test_train_is_immune_to_edits_of_the_script_while_it_runs(tmp_path: Path) -> None:
+def test_train_is_immune_to_edits_of_the_script_while_it_runs(tmp_path: Path, table) -> None:
     """bash reads a script as it runs it; train.sh must not run anything twice (or anything
     new) when someone edits it during a long training."""
     recipes = tmp_path / "examples" / "multi30k"
@@ -303,7 +326,7 @@ def test_train_is_immune_to_edits_of_the_script_while_it_runs(tmp_path: Path) ->
         str(tmp_path / "features"),
         "--save-dir",
         str(save_dir),
-        env={"FAIRSEQ_BIN": str(fake_bin)},
+        env={"FAIRSEQ_BIN": str(fake_bin), **table},
     )
     assert "an added comment" in (recipes / "train.sh").read_text()  # edited mid-run
     assert (tmp_path / "runs.txt").read_text() == "run\n", out
@@ -318,6 +341,68 @@ def test_train_rejects_bad_input_and_has_help() -> None:
     )
     assert "--data DIR" in bash(TRAIN, "--dry-run", ok=False)
     assert "fairseq-train flags go after" in bash(TRAIN, "--data", "d", "--max-epoch", ok=False)
+
+
+def counting_python(tmp_path: Path) -> tuple[dict, Path]:
+    """The environment of a PYTHON that writes its arguments to a file before it runs, and the
+    file: which Python processes a script started."""
+    calls = tmp_path / "python-calls.txt"
+    python = tmp_path / "python"
+    python.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    calls.write_text("")
+    return {"PYTHON": str(python), "FAIRSEQ_BIN": str(Path(sys.executable).parent)}, calls
+
+
+def test_a_run_reads_its_row_of_the_table_as_systems_py_gives_it(tmp_path, table) -> None:
+    env, calls = counting_python(tmp_path)
+    run = ["--data", "/d", "--system", "g-wgan", "--noise-dim", "512", "--lambda-a", "0.5"]
+    from_table = bash(TRAIN, *run, "--dry-run", env={**env, **table})
+    assert calls.read_text() == ""  # no Python started
+    assert from_table == bash(TRAIN, *run, "--dry-run", env=env)  # which asks systems.py
+    assert calls.read_text().splitlines() == [
+        "-m fairseq_mmt_adv.recipes.systems --tsv g-wgan --lambda-r= --lambda-a=0.5 "
+        "--noise-dim=512 --label-smoothing=cgru= --label-smoothing=transformer=0.1 --prog train.sh"
+    ]
+    # a request that the table does not hold asks systems.py
+    other = ["--data", "/d", "--system", "mse", "--lambda-r", "0.7", "--print-save-dir"]
+    assert bash(TRAIN, *other, env={**env, **table}).strip() == "checkpoints/mse_lr0.7/seed1"
+    assert len(calls.read_text().splitlines()) == 2
+    missing = tmp_path / "none.tsv"
+    out = bash(TRAIN, "--data", "/d", "--dry-run", env={"SYSTEMS_TABLE": str(missing)}, ok=False)
+    assert f"SYSTEMS_TABLE={missing} does not exist: make it with train.sh --systems-table" in out
+
+
+def test_the_systems_table_names_a_bad_run() -> None:
+    runs = "--system mse\n--system q-waae --noise-dim 3\n"
+    out = bash(TRAIN, "--systems-table", stdin=runs, ok=False)
+    assert "train.sh: error: standard input line 2 (q-waae --lambda-r= --lambda-a=" in out
+    assert "q-waae has no noise (--noise-dim is for g-wgan): drop --noise-dim" in out
+    out = bash(TRAIN, "--systems-table", stdin="--system mse --beam 5\n", ok=False)
+    assert "train.sh: error: unknown option '--beam'" in out
+
+
+def test_help_shows_the_recipes_that_the_commands_use(table: dict) -> None:
+    """The families' recipes live in train.sh's variables: --help prints them, the commands
+    use them."""
+    help_text = bash(TRAIN, "--help")
+    blocks, block = [], []
+    for line in help_text.splitlines():
+        if line.startswith(" " * 17 + "--") or (block and line.startswith(" " * 17)):
+            block.append(line.strip())
+        elif block:
+            blocks.append(" ".join(block))
+            block = []
+    cgru_help, transformer_help = blocks
+    for system, shown in (("mse", cgru_help), ("gated+q-waae", transformer_help)):
+        arch, recipe = re.fullmatch(r"--arch (\S+) (.*)", shown).groups()
+        out = bash(TRAIN, "--data", "/d", "--system", system, "--dry-run", env=table)
+        [command] = train_commands(out)
+        assert f"--arch {arch} " in command and f" {recipe} --seed 1 " in command, command
+    smoothing = re.search(r"label smoothing (\S+) in either criterion", help_text)[1]
+    epochs = re.search(r"the last (\d+)\s+epoch checkpoints averaged", help_text)[1]
+    assert parse_train_command(command).label_smoothing == float(smoothing)
+    assert f"--keep-last-epochs {epochs} " in command and f"--last-epochs {epochs} " in out
 
 
 # ---------------------------------------------------------------- experiments.sh
@@ -366,9 +451,15 @@ def test_experiments_dry_run_all_training_runs() -> None:
     assert len(averages) == 12
 
 
-def test_experiments_dry_run_decoding_is_an_ensemble_then_scoring() -> None:
-    env = {"CHECKPOINTS": "/ck", "SEEDS": "1 2 3"}
+def test_experiments_dry_run_decoding_is_an_ensemble_then_scoring(tmp_path: Path) -> None:
+    python, calls = counting_python(tmp_path)
+    env = {"CHECKPOINTS": "/ck", "SEEDS": "1 2 3", "TMPDIR": str(tmp_path), **python}
     out = bash(EXPERIMENTS, "--dry-run", "--stage", "decode", env=env)
+    # one Python process for the systems of its 96 train.sh calls (each imports fairseq)
+    assert calls.read_text().splitlines() == [
+        "-m fairseq_mmt_adv.recipes.systems --requests - --prog train.sh"
+    ]
+    assert not list(tmp_path.glob("experiments-systems.*"))
     generate = [
         line for line in out.splitlines() if line.split(" ")[0].endswith("/fairseq-generate")
     ]

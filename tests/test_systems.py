@@ -1,6 +1,8 @@
-"""recipes.systems: the systems defined once (flags, weights, run names, shell form)."""
+"""recipes.systems: the systems defined once (flags, weights, run names, TSV form)."""
 
+import contextlib
 import dataclasses
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +15,17 @@ from fairseq_mmt_adv.criterions.adversarial_reconstruction import (
     DEFAULT_LAMBDA_R,
     AdversarialReconstructionCriterionConfig,
 )
+from fairseq_mmt_adv.fusions.registry import (
+    DECODER_CONTEXT,
+    ENCODER_OUTPUT,
+    FUSION_REGISTRY,
+    Fusion,
+    register_fusion,
+)
 from fairseq_mmt_adv.recipes import systems
 
 REPO = Path(__file__).resolve().parents[1]
-CRITIC = "--lambda-gp 10 --critic-lr 2e-4 --critic-betas '(0.5, 0.9)' --critic-iters 5"
+CRITIC = "--lambda-gp 10 --critic-lr 0.0002 --critic-betas '(0.5, 0.9)' --critic-iters 5"
 NLL = "--criterion label_smoothed_cross_entropy --label-smoothing 0"
 MODE = "--criterion adversarial_reconstruction --reconstruction"
 # The paper's systems (section 5.1, Table 4) as fairseq-train flags, written out.
@@ -44,24 +53,68 @@ def test_the_papers_systems(name: str) -> None:
 def test_every_family_has_its_baseline_and_modes() -> None:
     assert systems.names("cgru") == [
         "text-only",
+        "mse-nov",
+        "q-waae-nov",
+        "g-wgan-nov",
         "ctx-mul",
         "mse",
         "q-waae",
         "g-wgan",
-        "mse-nov",
-        "q-waae-nov",
-        "g-wgan-nov",
     ]
     transformer = systems.names("transformer")
     assert len(transformer) == 12 and "gated+q-waae" in transformer
     for family, baseline in systems.BASELINES.items():
         assert systems.get(baseline).family == family
         assert systems.get(baseline).reconstruction is None
-    assert systems.get("baseline") is systems.get("ctx-mul")
+    assert systems.get("baseline") == systems.get("ctx-mul")  # made when asked: equal
     assert systems.get("selective-attn+g-wgan").fusion == "selective-attn"
 
 
-def test_the_criterions_defaults_are_the_papers_weights() -> None:
+@contextlib.contextmanager
+def registered_fusion(name: str, *sites: str):
+    """A visual fusion ``name`` in the registry while the block runs (an identity on the text)."""
+
+    @register_fusion(name, sites=sites)
+    class Passing(Fusion):
+        uses_image = False
+
+        def forward(self, fused, visual):
+            return fused
+
+    try:
+        yield
+    finally:
+        del FUSION_REGISTRY[name]
+
+
+def test_a_registered_fusion_joins_its_familys_systems(capsys) -> None:
+    with registered_fusion("foo", ENCODER_OUTPUT):
+        assert systems.fusions("transformer") == ["none", "gated", "selective-attn", "foo"]
+        assert systems.fusions("cgru") == ["none", "ctx-mul"]  # where the cGRU fuses: not there
+        assert systems.names("transformer")[-4:] == ["foo", "foo+mse", "foo+q-waae", "foo+g-wgan"]
+        assert systems.get("foo+q-waae") == systems.System(
+            "foo+q-waae", "transformer", "foo", "q-waae"
+        )
+        args = parse("foo+q-waae")  # --visual-fusion takes it on the family's architecture
+        assert (args.visual_fusion, args.reconstruction) == ("foo", "q-waae")
+        assert systems.main(["--list"]) == 0
+        assert "foo+g-wgan " in capsys.readouterr().out
+    assert "foo" not in systems.fusions("transformer") and "foo" not in systems.all_systems()
+
+
+def test_a_fusion_of_both_families_is_named_after_each() -> None:
+    with registered_fusion("both", ENCODER_OUTPUT, DECODER_CONTEXT):
+        assert systems.system_names("cgru", "both")["mse"] == "cgru-both+mse"
+        assert systems.get("transformer-both").fusion == "both"
+        assert systems.get("cgru-both").family == "cgru"
+    clash = pytest.raises(systems.SystemSpecError, match="register the fusion under another")
+    with registered_fusion("mse", DECODER_CONTEXT), clash:  # the name of ctx-mul's mse
+        systems.all_systems()
+
+
+def test_the_flags_carry_the_criterions_defaults() -> None:
+    """systems.py reads the weights and the critic from the criterion (the paper's values:
+    PAPER above); as flag text, which fairseq parses back to the same values."""
     config = AdversarialReconstructionCriterionConfig()
     assert {mode: str(value).removesuffix(".0") for mode, value in DEFAULT_LAMBDA_R.items()} == (
         systems.DEFAULT_LAMBDA_R
@@ -76,6 +129,12 @@ def test_the_criterions_defaults_are_the_papers_weights() -> None:
     assert config.label_smoothing == 0  # the modes' NLL is the NLL_CRITERION's
     fields = {field.name for field in dataclasses.fields(config)}
     assert {key for key in systems.FLAG_OF} <= fields
+    for name in ("q-waae", "g-wgan-nov"):
+        args = parse(name)
+        for field in ("lambda_a", "lambda_gp", "critic_lr", "critic_betas", "critic_iters"):
+            assert getattr(args, field) == getattr(config, field), (name, field)
+    assert parse("g-wgan").noise_dim == config.noise_dim
+    assert parse("mse").lambda_r == DEFAULT_LAMBDA_R["mse"]
 
 
 def parse(name: str, **weights) -> object:
@@ -86,7 +145,7 @@ def parse(name: str, **weights) -> object:
     return options.parse_args_and_arch(options.get_training_parser(), argv)
 
 
-@pytest.mark.parametrize("name", list(systems.SYSTEMS))
+@pytest.mark.parametrize("name", list(systems.all_systems()))
 def test_flags_parse_with_fairseqs_parser(name: str) -> None:
     system = systems.get(name)
     args = parse(name)
@@ -160,24 +219,94 @@ def test_importing_the_module_registers_the_plugin() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
-def test_the_shell_form_evaluates_to_the_flags_in_bash() -> None:
-    done = run_cli("g-wgan-nov", "--lambda-a", "0.4", "--shell")
+# bash reads the TSV form with plain `read`, as examples/multi30k/train.sh does (no eval)
+READ_TSV = r"""
+flags=()
+while IFS=$'\t' read -r key value; do
+  case $key in
+    FLAG) flags+=("$value") ;;
+    *) printf -v "$key" '%s' "$value" ;;
+  esac
+done
+printf '%s\n' "$SYSTEM $FAMILY $ARCH_PREFIX $BASELINE $RUN_NAME" "${flags[@]}"
+"""
+
+
+def test_the_tsv_form_reads_into_bash() -> None:
+    done = run_cli("g-wgan-nov", "--lambda-a", "0.4", "--tsv")
     assert done.returncode == 0, done.stderr
-    script = done.stdout + '\nprintf "%s\\n" "$SYSTEM $FAMILY $ARCH_PREFIX $BASELINE $RUN_NAME"'
-    script += '\nprintf "%s\\n" "${SYSTEM_FLAGS[@]}"'
-    lines = subprocess.run(["bash", "-c", script], capture_output=True, text=True).stdout
-    first, *flags = lines.splitlines()
+    read = subprocess.run(
+        ["bash", "-c", READ_TSV], input=done.stdout, capture_output=True, text=True
+    )
+    first, *flags = read.stdout.splitlines()
     assert first == "g-wgan-nov cgru cgru_mmt ctx-mul g-wgan-nov_z128_lr0_la0.4"
     assert flags == systems.flags("g-wgan-nov", lambda_a="0.4")
-    assert "(0.5, 0.9)" in flags
-    smoothed = run_cli("gated+mse", "--shell", "--label-smoothing", "0.1").stdout
-    assert "--reconstruction mse --lambda-r 0.2 --label-smoothing 0.1)" in smoothed
+    assert "(0.5, 0.9)" in flags  # one word
+    smoothed = [value for key, value in systems.settings_rows("gated+mse", "0.1") if key == "FLAG"]
+    assert "--reconstruction mse --lambda-r 0.2 --label-smoothing 0.1" in " ".join(smoothed)
+
+
+def test_requests_are_answered_in_one_table(monkeypatch, capsys) -> None:
+    """--requests: each request's rows prefixed by its words; FAMILY=X smooths that family's."""
+    requests = (
+        "g-wgan-nov --lambda-a=0.4\n\n"
+        "  gated+mse   --label-smoothing=cgru= --label-smoothing=transformer=0.1\n"
+        "mse --label-smoothing=transformer=0.1\n"
+        "baseline --label-smoothing 0.2"  # no newline at the end; X alone: every family
+    )
+    monkeypatch.setattr(sys, "stdin", io.StringIO(requests))
+    assert systems.main(["--requests", "-"]) == 0
+    table = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    keys = list(dict.fromkeys(request for request, _, _ in table))
+    assert keys == [
+        "g-wgan-nov --lambda-a=0.4",
+        "gated+mse --label-smoothing=cgru= --label-smoothing=transformer=0.1",
+        "mse --label-smoothing=transformer=0.1",
+        "baseline --label-smoothing 0.2",
+    ]
+    rows = {key: [(k, v) for request, k, v in table if request == key] for key in keys}
+    assert rows[keys[0]] == systems.settings_rows("g-wgan-nov", lambda_a="0.4")
+    assert rows[keys[1]] == systems.settings_rows("gated+mse", "0.1")
+    assert rows[keys[2]] == systems.settings_rows("mse")  # a cGRU system: not smoothed
+    assert rows[keys[3]] == systems.settings_rows("baseline", "0.2")
+    assert ("RUN_NAME", "baseline") in rows[keys[3]] and ("SYSTEM", "ctx-mul") in rows[keys[3]]
+
+
+@pytest.mark.parametrize(
+    "requests, message",
+    [
+        (
+            "mse\nq-waae --noise-dim=3\n",
+            "standard input line 2 (q-waae --noise-dim=3): q-waae has no noise (--noise-dim is "
+            "for g-wgan): drop --noise-dim",
+        ),
+        ("mse --lambda-x 1\n", "line 1 (mse --lambda-x 1): unrecognized arguments: --lambda-x 1"),
+        ("--lambda-r 1\n", "line 1 (--lambda-r 1): a request needs a SYSTEM (see --list)"),
+        (
+            "gated --label-smoothing=lstm=0.1\n",
+            "--label-smoothing lstm=0.1: no family 'lstm' (the families: cgru, transformer)",
+        ),
+    ],
+)
+def test_a_bad_request_is_named_by_its_line(monkeypatch, capsys, requests, message) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(requests))
+    assert systems.main(["--requests", "-", "--prog", "train.sh"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("train.sh: error: ") and message in err, err
+
+
+def test_requests_from_a_file(tmp_path: Path, capsys) -> None:
+    (tmp_path / "requests").write_text("q-waae\n")
+    assert systems.main(["--requests", str(tmp_path / "requests")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "q-waae\tSYSTEM\tq-waae"
+    assert systems.main(["--requests", str(tmp_path / "none")]) == 2
+    assert f"--requests {tmp_path / 'none'}: No such file or directory" in capsys.readouterr().err
 
 
 def test_the_command_line_lists_and_reports_errors_under_the_callers_name() -> None:
     listed = run_cli("--list")
     assert listed.returncode == 0, listed.stderr
-    assert len(listed.stdout.splitlines()) == len(systems.SYSTEMS) + len(systems.ALIASES)
+    assert len(listed.stdout.splitlines()) == len(systems.all_systems()) + len(systems.ALIASES)
     plain = run_cli("baseline-nov")
     assert plain.stdout.split() == systems.flags("text-only")
     bad = run_cli("q-waae", "--noise-dim", "3", "--prog", "train.sh")

@@ -29,8 +29,8 @@ Stages (default: all, in this order; repeat --stage to pick several):
   table5   en-fr q-waae, SEEDS each
   transformer
            en-de on DATA_JOINED_DE, SEEDS each, with Wu et al. (2021)'s Transformer recipe
-           (train.sh: transformer_mmt_tiny, 8000 updates, the last 10 epochs averaged):
-           transformer-text-only, gated, selective-attn, each alone and with mse, q-waae, g-wgan
+           (train.sh --help): transformer-text-only, gated, selective-attn, each alone and with
+           mse, q-waae, g-wgan
   decode   for every run above: fairseq-generate --beam B --remove-bpe with the ensemble of its
            seeds' checkpoints (--path a:b:c:d:e; checkpoint_best.pt and B = BEAM for the cGRU,
            checkpoint_avg.pt and B = TRANSFORMER_BEAM for the Transformer) on its test splits,
@@ -164,6 +164,16 @@ for base in transformer-text-only gated selective-attn; do  # the paper's weight
     RUNS+=("transformer|en-de|$system||$SEEDS|")
   done
 done
+
+# The settings of every run's system in one table, from one systems.py process (each imports
+# fairseq: seconds); the train.sh calls below read their rows there (SYSTEMS_TABLE).
+systems_table() {
+  local run rstage pair system options seeds splits
+  for run in "${RUNS[@]}"; do
+    IFS='|' read -r rstage pair system options seeds splits <<<"$run"
+    printf '%s\n' "--system $system $options"
+  done | bash "$HERE/train.sh" --systems-table
+}
 
 # train_sh STAGE PAIR SYSTEM OPTIONS SEED ARGS...: call train.sh for one run.
 train_sh() {
@@ -348,6 +358,12 @@ summary_stage() {
   "${command[@]}"
 }
 
+if [[ ${STAGES[*]} != summary ]]; then
+  SYSTEMS_TABLE=$(mktemp "${TMPDIR:-/tmp}/experiments-systems.XXXXXX")
+  trap 'rm -f "$SYSTEMS_TABLE"' EXIT
+  systems_table >"$SYSTEMS_TABLE" || die "train.sh --systems-table failed (above)"
+  export SYSTEMS_TABLE
+fi
 for stage in "${ALL_STAGES[@]}"; do
   selected "$stage" || continue
   case $stage in

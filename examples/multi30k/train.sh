@@ -9,21 +9,39 @@ PROG=train.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 
+# The families' recipes: the model, the optimization and the checkpoints that train.sh gives
+# fairseq-train beside the system's flags (--help prints them from here).
+CGRU_ARCH=cgru_mmt  # the paper's settings (section 5.1)
+CGRU_LABEL_SMOOTHING=  # none: the paper's NLL
+CGRU_OPTIMIZATION=(--optimizer adam --lr 4e-4 --clip-norm 1 --batch-size 32
+  --eval-bleu --eval-bleu-args '{"beam": 5}' --eval-bleu-remove-bpe
+  --best-checkpoint-metric bleu --maximize-best-checkpoint-metric --patience 5)
+CGRU_CHECKPOINTS=(--no-epoch-checkpoints)
+TRANSFORMER_ARCH=transformer_mmt_tiny  # Wu et al. (2021)'s
+TRANSFORMER_LABEL_SMOOTHING=0.1  # in either criterion's NLL
+TRANSFORMER_OPTIMIZATION=(--share-all-embeddings --optimizer adam --adam-betas '(0.9, 0.98)'
+  --clip-norm 0.0 --lr 0.005 --lr-scheduler inverse_sqrt --warmup-updates 2000
+  --warmup-init-lr 1e-07 --max-tokens 4096 --max-update 8000)
+AVERAGED_EPOCHS=10  # the Transformer's last epoch checkpoints, kept and averaged
+TRANSFORMER_CHECKPOINTS=(--keep-last-epochs "$AVERAGED_EPOCHS")
+
 usage() {
   cat <<'EOF'
 Usage: examples/multi30k/train.sh [options] [-- EXTRA_FAIRSEQ_TRAIN_FLAGS...]
 
 Build (and run) the fairseq-train command of one system of "Adversarial reconstruction for
-Multi-modal Machine Translation". A system's family sets the model and the optimization:
-  cGRU         the paper's settings (section 5.1): cgru_mmt, Adam 4e-4, clip 1, batch 32, early
-               stopping after 5 epochs without a better validation BLEU (beam 5)
-  Transformer  Wu et al. (2021)'s: transformer_mmt_tiny (dropout 0.3) with all embeddings shared
-               (data from prepare-multi30k.sh --joined-dictionary), Adam (0.9, 0.98), lr 0.005,
-               inverse_sqrt with 2000 warm-up updates from 1e-07, label smoothing 0.1, 4096
-               tokens per batch, 8000 updates; the last 10 epoch checkpoints are kept and
-               averaged into SAVE_DIR/checkpoint_avg.pt (scripts/average_checkpoints.py)
-The adversarial modes' critic is the paper's in both: lambda_gp 10, Adam 2e-4 (0.5, 0.9) x 5
-iterations. Every option also reads the environment variable in brackets; options win.
+Multi-modal Machine Translation". The system sets the visual fusion and the criterion with its
+weights and critic (python -m fairseq_mmt_adv.recipes.systems SYSTEM prints its flags); its
+family sets the model and the optimization, train.sh's recipes:
+EOF
+  recipes_help
+  options_help
+  environment_help
+}
+
+options_help() {  # the options and the environment, as --help shows them
+  cat <<'EOF'
+Every option also reads the environment variable in brackets; options win.
 
 Options:
   --data DIR        [DATA] prepared data (scripts/prepare-multi30k.sh --out DIR); required
@@ -39,41 +57,51 @@ Options:
                     (default q-waae); ctx-mul = baseline, text-only = baseline-nov.
                     Transformer: transformer-text-only, gated, selective-attn, each alone or
                     with +mse, +q-waae, +g-wgan (e.g. gated+q-waae). The systems and their
-                    flags are fairseq_mmt_adv/recipes/systems.py's (python -m fairseq_mmt_adv.recipes.systems
-                    --list)
+                    flags are fairseq_mmt_adv/recipes/systems.py's (python -m
+                    fairseq_mmt_adv.recipes.systems --list)
   --seed N          [SEED] random seed (default 1)
-  --lambda-r X      [LAMBDA_R] reconstruction weight (default 0.2 for mse and q-waae, 0 for
-                    g-wgan: Algorithm 1 has no reconstruction term)
-  --lambda-a X      [LAMBDA_A] adversarial weight (default 0.2; g-wgan and q-waae)
-  --noise-dim N     [NOISE_DIM] g-wgan noise size |z| (default 128)
+  --lambda-r X      [LAMBDA_R] reconstruction weight (mse, q-waae, g-wgan)
+  --lambda-a X      [LAMBDA_A] adversarial weight (q-waae, g-wgan)
+  --noise-dim N     [NOISE_DIM] g-wgan noise size |z|
+                    (default: the paper's weights, which are the criterion's defaults)
   --save-dir DIR    [SAVE_DIR] checkpoint directory (default CHECKPOINTS/NAME/seedN with
                     CHECKPOINTS [checkpoints] and NAME the run name, e.g. q-waae_lr0.2_la0.2)
   --keep-epoch-checkpoints
                     [KEEP_EPOCH_CHECKPOINTS=1] keep checkpointN.pt of every epoch (for
                     scripts/average_checkpoints.py); by default only checkpoint_best/last
-                    (cGRU) or the last 10 epochs' (Transformer)
+                    (cGRU) or the last epochs' that the Transformer averages
   --force           train even if SAVE_DIR/DONE says this run finished already
   --dry-run         print the commands (and the run name) instead of running them
   --print-save-dir  print the checkpoint directory of the run and exit (for scripts)
   --print-checkpoint
                     print the checkpoint that decoding uses and exit: SAVE_DIR/checkpoint_best.pt
                     (cGRU) or SAVE_DIR/checkpoint_avg.pt (Transformer)
+  --systems-table   read runs from standard input, one a line as train.sh options (e.g.
+                    "--system q-waae --lambda-r 0.5"), print their systems' settings as one
+                    table for SYSTEMS_TABLE (below) and exit
   -h, --help        show this help
 
 Everything after "--" goes to fairseq-train as is (later flags win over the ones above), e.g.
 "-- --max-epoch 40 --fp16" or "-- --cpu" for a test on a CPU. For a data-parallel run, start
 train.sh once per rank with "-- --distributed-rank R ..." (see examples/multi30k/README.md):
 rank 0 averages the Transformer's checkpoints.
+EOF
+}
+
+environment_help() {  # the environment, the outputs and examples, as --help shows them
+  cat <<'EOF'
 
 Other environment variables:
   FAIRSEQ_BIN   directory of fairseq-train (default: the repository's .venv/bin, else PATH)
-  PYTHON        Python for fairseq_mmt_adv/recipes/systems.py, text_pipeline.py (stdlib only) and the
-                Transformer's checkpoint averaging (torch); default: the repository's
+  PYTHON        Python with the plugin, for fairseq_mmt_adv/recipes/systems.py, text_pipeline.py
+                and the Transformer's checkpoint averaging; default: the repository's
                 .venv/bin/python, else python3
   USER_DIR      the plugin (default: the repository's fairseq_mmt_adv)
-  ARCH          model architecture (default cgru_mmt, the paper's sizes; transformer_mmt_tiny
-                for the Transformer family)
+  ARCH          model architecture (default: the family's above; cgru_mmt_small, for one)
   LOG_INTERVAL  updates between train_inner log records (default 100)
+  SYSTEMS_TABLE the output of train.sh --systems-table: a run finds its system's settings
+                there instead of asking systems.py, a Python process that imports fairseq
+                (seconds; experiments.sh makes one table for all its runs)
 
 fairseq-train logs JSON records (--log-format json) to SAVE_DIR/train.log, the input of
 plot_curves.py. When fairseq-train succeeds the script writes SAVE_DIR/DONE; a finished run is
@@ -86,6 +114,34 @@ Example:
   examples/multi30k/train.sh --data data-bin/en-de-joined --system gated+q-waae --dry-run
   SYSTEM=g-wgan NOISE_DIM=256 DATA=data-bin/en-de examples/multi30k/train.sh --dry-run
 EOF
+}
+
+recipes_help() {  # the recipes above, as --help shows them
+  local indent='              ' flags='                '
+  printf '  cGRU         the paper'"'"'s settings (section 5.1), early stopping on validation BLEU:\n'
+  print_wrapped "$flags" --arch "$CGRU_ARCH" "${CGRU_OPTIMIZATION[@]}" "${CGRU_CHECKPOINTS[@]}"
+  printf '  Transformer  Wu et al. (2021)'"'"'s, all embeddings shared (data from prepare-multi30k.sh\n'
+  printf '%s --joined-dictionary), label smoothing %s in either criterion, the last %s\n' \
+    "$indent" "$TRANSFORMER_LABEL_SMOOTHING" "$AVERAGED_EPOCHS"
+  printf '%s epoch checkpoints averaged into SAVE_DIR/checkpoint_avg.pt\n' "$indent"
+  printf '%s (scripts/average_checkpoints.py):\n' "$indent"
+  print_wrapped "$flags" --arch "$TRANSFORMER_ARCH" "${TRANSFORMER_OPTIMIZATION[@]}" \
+    "${TRANSFORMER_CHECKPOINTS[@]}"
+  printf '\n'
+}
+
+print_wrapped() {  # print_wrapped INDENT WORDS...: quoted as print_command does, lines of <= 96
+  local indent=$1 word quoted line=
+  shift
+  for word in "$@"; do
+    quoted=$(print_command "$word")
+    if [[ -n $line && $((${#indent} + ${#line} + ${#quoted})) -ge 96 ]]; then
+      printf '%s %s\n' "$indent" "$line"
+      line=
+    fi
+    line=${line:+$line }$quoted
+  done
+  [[ -z $line ]] || printf '%s %s\n' "$indent" "$line"
 }
 
 # shellcheck source=examples/multi30k/common.sh
@@ -115,64 +171,123 @@ fi
 DRY_RUN=0
 PRINT_SAVE_DIR=0
 PRINT_CHECKPOINT=0
+PRINT_SYSTEMS_TABLE=0
 FORCE=0
 KEEP_EPOCH_CHECKPOINTS=${KEEP_EPOCH_CHECKPOINTS:-0}
 EXTRA=()
 
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    -h | --help) usage; exit 0 ;;
-    --data) need_value "$@"; DATA=$2; shift 2 ;;
-    --features) need_value "$@"; FEATURES=$2; shift 2 ;;
-    --system) need_value "$@"; SYSTEM=$2; shift 2 ;;
-    --seed) need_value "$@"; SEED=$2; shift 2 ;;
-    --lambda-r) need_value "$@"; LAMBDA_R=$2; shift 2 ;;
-    --lambda-a) need_value "$@"; LAMBDA_A=$2; shift 2 ;;
-    --noise-dim) need_value "$@"; NOISE_DIM=$2; shift 2 ;;
-    --save-dir) need_value "$@"; SAVE_DIR=$2; shift 2 ;;
-    --force) FORCE=1; shift ;;
-    --keep-epoch-checkpoints) KEEP_EPOCH_CHECKPOINTS=1; shift ;;
-    --dry-run) DRY_RUN=1; shift ;;
-    --print-save-dir) PRINT_SAVE_DIR=1; shift ;;
-    --print-checkpoint) PRINT_CHECKPOINT=1; shift ;;
-    --) shift; EXTRA=("$@"); break ;;
-    *) die "unknown option '$1' (fairseq-train flags go after '--'; see --help)" ;;
-  esac
-done
+parse_options() {
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      -h | --help) usage; exit 0 ;;
+      --data) need_value "$@"; DATA=$2; shift 2 ;;
+      --features) need_value "$@"; FEATURES=$2; shift 2 ;;
+      --system) need_value "$@"; SYSTEM=$2; shift 2 ;;
+      --seed) need_value "$@"; SEED=$2; shift 2 ;;
+      --lambda-r) need_value "$@"; LAMBDA_R=$2; shift 2 ;;
+      --lambda-a) need_value "$@"; LAMBDA_A=$2; shift 2 ;;
+      --noise-dim) need_value "$@"; NOISE_DIM=$2; shift 2 ;;
+      --save-dir) need_value "$@"; SAVE_DIR=$2; shift 2 ;;
+      --force) FORCE=1; shift ;;
+      --keep-epoch-checkpoints) KEEP_EPOCH_CHECKPOINTS=1; shift ;;
+      --dry-run) DRY_RUN=1; shift ;;
+      --print-save-dir) PRINT_SAVE_DIR=1; shift ;;
+      --print-checkpoint) PRINT_CHECKPOINT=1; shift ;;
+      --systems-table) PRINT_SYSTEMS_TABLE=1; shift ;;
+      --) shift; EXTRA=("$@"); break ;;
+      *) die "unknown option '$1' (fairseq-train flags go after '--'; see --help)" ;;
+    esac
+  done
+}
 
+# The request to fairseq_mmt_adv/recipes/systems.py for $SYSTEM, its weights and the families'
+# label smoothing; joined by spaces, its key in a SYSTEMS_TABLE.
+system_request() {
+  [[ "$SYSTEM$LAMBDA_R$LAMBDA_A$NOISE_DIM" != *[[:space:]]* ]] ||
+    die "--system, --lambda-r, --lambda-a and --noise-dim take one word each"
+  REQUEST=("$SYSTEM" --lambda-r="$LAMBDA_R" --lambda-a="$LAMBDA_A" --noise-dim="$NOISE_DIM"
+    --label-smoothing="cgru=$CGRU_LABEL_SMOOTHING"
+    --label-smoothing="transformer=$TRANSFORMER_LABEL_SMOOTHING")
+}
+
+# --systems-table: the request of each run on stdin, all answered by one systems.py process.
+print_systems_table() {
+  local line words requests=() request
+  while read -r line || [[ -n $line ]]; do
+    read -ra words <<<"$line"
+    [[ ${#words[@]} -gt 0 ]] || continue
+    request=$(parse_options "${words[@]}" && system_request && printf '%s' "${REQUEST[*]}") ||
+      exit
+    requests+=("$request")
+  done
+  [[ ${#requests[@]} -gt 0 ]] || return 0
+  printf '%s\n' "${requests[@]}" | PYTHONPATH=$REPO "$PYTHON" -m fairseq_mmt_adv.recipes.systems \
+    --requests - --prog "$PROG"
+}
+
+# SYSTEM (canonical), FAMILY, ARCH_PREFIX, BASELINE, RUN_NAME and SYSTEM_FLAGS of the request:
+# from SYSTEMS_TABLE if it holds them, else from systems.py.
+system_settings() {
+  local rows=
+  system_request
+  if [[ -n ${SYSTEMS_TABLE:-} ]]; then
+    [[ -f $SYSTEMS_TABLE ]] ||
+      die "SYSTEMS_TABLE=$SYSTEMS_TABLE does not exist: make it with train.sh --systems-table"
+    rows=$(table_rows "${REQUEST[*]}" <"$SYSTEMS_TABLE")
+  fi
+  if [[ -z $rows ]]; then
+    rows=$(PYTHONPATH=$REPO "$PYTHON" -m fairseq_mmt_adv.recipes.systems --tsv "${REQUEST[@]}" \
+      --prog "$PROG") || exit
+  fi
+  read_settings <<<"$rows"
+}
+
+table_rows() {  # table_rows REQUEST < TABLE: the KEY<TAB>VALUE rows of REQUEST
+  local line
+  while IFS= read -r line; do
+    [[ $line != "$1"$'\t'* ]] || printf '%s\n' "${line#"$1"$'\t'}"
+  done
+}
+
+read_settings() {  # read_settings < KEY<TAB>VALUE rows (systems.py --tsv)
+  local key value
+  SYSTEM_FLAGS=()
+  while IFS=$'\t' read -r key value; do
+    case $key in
+      SYSTEM | FAMILY | ARCH_PREFIX | BASELINE | RUN_NAME) printf -v "$key" '%s' "$value" ;;
+      FLAG) SYSTEM_FLAGS+=("$value") ;;
+      *) die "unexpected line '$key' from fairseq_mmt_adv/recipes/systems.py --tsv" ;;
+    esac
+  done
+}
+
+parse_options "$@"
+if [[ $PRINT_SYSTEMS_TABLE == 1 ]]; then
+  print_systems_table
+  exit
+fi
 [[ -n $DATA ]] || die "give the prepared data directory with --data DIR (or DATA=DIR)"
 FEATURES=${FEATURES:-$DATA}
 [[ $SEED =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, not '$SEED'"
 
-# System -> visual fusion, criterion flags and run name (fairseq_mmt_adv/recipes/systems.py).
-system_settings() {  # system_settings [--label-smoothing X]: SYSTEM_FLAGS etc. of $SYSTEM
-  local settings
-  settings=$(PYTHONPATH=$REPO "$PYTHON" -m fairseq_mmt_adv.recipes.systems "$SYSTEM" --shell "$@" \
-    --lambda-r="$LAMBDA_R" --lambda-a="$LAMBDA_A" --noise-dim="$NOISE_DIM" --prog "$PROG") || exit
-  eval "$settings"  # SYSTEM FAMILY ARCH_PREFIX BASELINE RUN_NAME SYSTEM_FLAGS
-}
 system_settings
-# The family's model, optimization, checkpoints and the checkpoint that decoding uses.
-AVERAGE=()
-LABEL_SMOOTHING=""  # the family's, set below
+# The family's recipe (above) and the checkpoint that decoding uses.
 case $FAMILY in
-  cgru)  # the paper's (section 5.1), early stopping on validation BLEU
-    ARCH=${ARCH:-cgru_mmt}
-    OPTIMIZATION=(--optimizer adam --lr 4e-4 --clip-norm 1 --batch-size 32
-      --eval-bleu --eval-bleu-args '{"beam": 5}' --eval-bleu-remove-bpe
-      --best-checkpoint-metric bleu --maximize-best-checkpoint-metric --patience 5)
-    EPOCH_CHECKPOINTS=(--no-epoch-checkpoints)
+  cgru)
+    ARCH=${ARCH:-$CGRU_ARCH}
+    OPTIMIZATION=("${CGRU_OPTIMIZATION[@]}")
+    EPOCH_CHECKPOINTS=("${CGRU_CHECKPOINTS[@]}")
     ;;
-  transformer)  # Wu et al. (2021): 8000 updates, the last 10 epochs averaged
-    LABEL_SMOOTHING=0.1
-    ARCH=${ARCH:-transformer_mmt_tiny}
-    OPTIMIZATION=(--share-all-embeddings --optimizer adam --adam-betas '(0.9, 0.98)'
-      --clip-norm 0.0 --lr 0.005 --lr-scheduler inverse_sqrt --warmup-updates 2000
-      --warmup-init-lr 1e-07 --max-tokens 4096 --max-update 8000)
-    EPOCH_CHECKPOINTS=(--keep-last-epochs 10)
+  transformer)
+    ARCH=${ARCH:-$TRANSFORMER_ARCH}
+    OPTIMIZATION=("${TRANSFORMER_OPTIMIZATION[@]}")
+    EPOCH_CHECKPOINTS=("${TRANSFORMER_CHECKPOINTS[@]}")
     ;;
   *) die "--system $SYSTEM is a $FAMILY system: train.sh has no recipe for that family" ;;
 esac
+[[ $ARCH == "$ARCH_PREFIX"* ]] ||
+  die "ARCH=$ARCH is no architecture of $SYSTEM's family ($FAMILY: $ARCH_PREFIX*)"
+AVERAGE=()
 SAVE_DIR=${SAVE_DIR:-$CHECKPOINTS/$RUN_NAME/seed$SEED}
 [[ $KEEP_EPOCH_CHECKPOINTS == 1 ]] && EPOCH_CHECKPOINTS=()
 CHECKPOINT=$SAVE_DIR/checkpoint_best.pt
@@ -186,8 +301,8 @@ for ((i = 0; i < ${#EXTRA[@]}; i++)); do
 done
 if [[ $FAMILY == transformer ]]; then
   CHECKPOINT=$SAVE_DIR/checkpoint_avg.pt
-  [[ $RANK != 0 ]] || AVERAGE=("$PYTHON" "$REPO/scripts/average_checkpoints.py" --last-epochs 10
-    --run-dir "$SAVE_DIR" --output "$CHECKPOINT")
+  [[ $RANK != 0 ]] || AVERAGE=("$PYTHON" "$REPO/scripts/average_checkpoints.py"
+    --last-epochs "$AVERAGED_EPOCHS" --run-dir "$SAVE_DIR" --output "$CHECKPOINT")
 fi
 if [[ $PRINT_SAVE_DIR == 1 ]]; then
   printf '%s\n' "$SAVE_DIR"
@@ -197,10 +312,6 @@ if [[ $PRINT_CHECKPOINT == 1 ]]; then
   printf '%s\n' "$CHECKPOINT"
   exit 0
 fi
-# the family's label smoothing changes the flags only (not the run's name): asked for here, after
-# the --print-* answers, which need no second call
-[[ -z ${LABEL_SMOOTHING:-} ]] || system_settings --label-smoothing "$LABEL_SMOOTHING"
-
 # --share-all-embeddings needs one dictionary for both languages (prepare-multi30k.sh
 # --joined-dictionary); fairseq-train would stop on separate ones only after loading the data.
 separate_dictionaries() {

@@ -8,10 +8,10 @@ call these functions (or their ``python -m`` commands) rather than hold Python o
   the task's rules (``link``), random features for a speed check (``random``);
 * :mod:`~fairseq_mmt_adv.recipes.moses`: Moses tokenization of the Multi30K raw files;
 * :mod:`~fairseq_mmt_adv.recipes.bpe`: subword-nmt's BPE applied to a data directory's files;
-* :mod:`~fairseq_mmt_adv.recipes.preloaded`: fairseq's CLIs forked from one preloaded process;
 * :mod:`~fairseq_mmt_adv.recipes.summary`: one scoring line, the experiments' summary table,
   the best validation BLEU of a training log.
 
-None imports fairseq or torch at import time (the systems themselves are
-:mod:`fairseq_mmt_adv.recipes.systems`).
+The systems that the recipes train are :mod:`fairseq_mmt_adv.recipes.systems`. Importing any
+of these modules imports the package, which registers the plugin with fairseq (seconds, once
+per process).
 """

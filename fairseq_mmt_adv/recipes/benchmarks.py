@@ -5,12 +5,16 @@
 * ``cgru``: the paper's baseline (``recipes.systems.BASELINES["cgru"]``, ``cgru_mmt``),
   ``cgru-reference`` the same with the step-by-step decoder (``--cgru-implementation
   reference``), ``cgru+MODE`` the system ``MODE`` of ``fairseq_mmt_adv.recipes.systems`` (``mse``,
-  ``q-waae``, ``g-wgan``);
+  ``q-waae``, ``g-wgan``), and the cGRU's other fusions alone (``text-only`` and any registered
+  fusion), by their systems' names;
 * ``transformer``: fairseq's own ``transformer`` at the sizes of ``transformer_mmt_tiny`` (4 + 4
   layers, embeddings 128, FFN 256, 4 heads, dropout 0.3), plain ``translation``: the reference of
-  the Transformer family; ``transformer-text-only``, ``gated``, ``selective-attn`` and
-  ``gated+q-waae`` the systems of those names in ``fairseq_mmt_adv.recipes.systems`` on
-  ``transformer_mmt_tiny``.
+  the Transformer family; every fusion of the family alone (``transformer-text-only``,
+  ``gated``, ``selective-attn`` and any registered fusion) and ``gated+q-waae``, the systems of
+  those names in ``fairseq_mmt_adv.recipes.systems`` on ``transformer_mmt_tiny``.
+
+The fusions are the fusion registry's when this module is imported (register a new one
+before).
 
 The stock systems (:data:`STOCK`) run on ``translation``'s batches of the same data: the
 multimodal task's batches are those batches plus the features.
@@ -39,24 +43,28 @@ TINY_TRANSFORMER = (
     *("--encoder-attention-heads", "4", "--decoder-attention-heads", "4", "--dropout", "0.3"),
 )
 TRANSFORMER_MMT = ("--arch", "transformer_mmt_tiny")
-TRANSFORMER_SYSTEMS = ("transformer-text-only", "gated", "selective-attn", "gated+q-waae")
+# the Transformer with the paper's main reconstruction mode
+TRANSFORMER_MODE_SYSTEM = "gated+q-waae"
 # the systems of fairseq itself, on the plain translation task
 STOCK = ("lstm", "transformer")
 OPTIMIZATION = ("--optimizer", "adam", "--lr", "4e-4", "--clip-norm", "1")
 
 
 def _benchmark_systems() -> dict[str, list[str]]:
-    baseline = systems.flags(systems.BASELINES["cgru"])
+    baseline = systems.BASELINES["cgru"]
     result = {
         "lstm": [*LSTM, *systems.NLL_CRITERION],
-        "cgru-reference": [*CGRU, "--cgru-implementation", "reference", *baseline],
-        "cgru": [*CGRU, *baseline],
+        "cgru-reference": [*CGRU, "--cgru-implementation", "reference", *systems.flags(baseline)],
+        "cgru": [*CGRU, *systems.flags(baseline)],
     }
     result.update(
         {f"cgru+{mode}": [*CGRU, *systems.flags(mode)] for mode in systems.RECONSTRUCTIONS}
     )
+    others = [name for name in systems.alone("cgru") if systems.get(name) != systems.get(baseline)]
+    result.update({name: [*CGRU, *systems.flags(name)] for name in others})
     result["transformer"] = [*TINY_TRANSFORMER, *systems.NLL_CRITERION]
-    result.update({name: [*TRANSFORMER_MMT, *systems.flags(name)] for name in TRANSFORMER_SYSTEMS})
+    transformers = [*systems.alone("transformer"), TRANSFORMER_MODE_SYSTEM]
+    result.update({name: [*TRANSFORMER_MMT, *systems.flags(name)] for name in transformers})
     return result
 
 

@@ -1,8 +1,8 @@
 """Steps shared by the scripts that drive fairseq's command-line tools.
 
-* :func:`run_logged`: run a command (a fairseq CLI) with its output in a log file, its wall time
-  and peak memory measured, a fairseq CLI forked from a preloaded process if asked; a failure
-  raises :class:`StepError` with the log's tail;
+* :func:`run_logged`: run a command (a fairseq CLI) as a process of its own with its output in
+  a log file, its wall time and peak memory measured; a failure raises :class:`StepError` with
+  the log's tail;
 * :func:`prepare_demo_corpus`: the demo corpus (``recipes.demo_corpus``) generated and
   binarized with ``fairseq-preprocess``, once per setting;
 * :func:`environment`: the versions of torch and fairseq and the device, in one line.
@@ -10,8 +10,6 @@
 Command line (for ``scripts/device-check.sh``)::
 
     python -m fairseq_mmt_adv.recipes.fairseq_steps environment
-
-Nothing here imports fairseq or torch at import time.
 """
 
 import argparse
@@ -26,8 +24,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
-
-from fairseq_mmt_adv.recipes import preloaded as forked
 
 BIN = Path(sys.executable).parent
 # the plugin's folder, for --user-dir
@@ -66,21 +62,17 @@ def run_logged(
     log: str | Path,
     threads: int | None = None,
     tail: int = 30,
-    preloaded: bool = False,
     timeout: float | None = None,
 ) -> Usage:
     """Run ``command`` with stdout and stderr in ``log``; its wall time and peak memory.
 
-    ``preloaded``: a fairseq CLI of this environment runs in a child forked from a process that
-    has imported fairseq once (:mod:`fairseq_mmt_adv.recipes.preloaded`), other commands as
-    processes of their own. ``timeout``: seconds after which the command is killed. Raises
-    StepError with the last ``tail`` lines of the log when the command fails or is killed.
+    ``timeout``: seconds after which the command is killed. Raises StepError with the last
+    ``tail`` lines of the log when the command fails or is killed.
     """
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    run = forked.run if preloaded and forked.handles(command, BIN) else run_process
-    returncode, peak_kib = run(command, log, thread_env(threads), timeout)
+    returncode, peak_kib = run_process(command, log, thread_env(threads), timeout)
     if returncode != 0:
         lines = log.read_text(errors="replace").splitlines(keepends=True)[-tail:]
         name = " ".join([Path(command[0]).name, *command[1:2]])
@@ -98,7 +90,8 @@ KILLED = -signal.SIGKILL  # the exit status of a command killed for its timeout
 def run_process(
     command: Sequence[str], log: Path, environment: dict[str, str], timeout: float | None = None
 ) -> tuple[int, float]:
-    """``command`` as a process of its own, output in ``log``: exit status, peak KiB."""
+    """``command`` as a process of its own, output in ``log``: its exit status and its peak
+    resident memory in KiB (``os.wait4``'s resource usage of that process)."""
     with open(log, "w") as out:
         process = subprocess.Popen(
             list(command), stdout=out, stderr=subprocess.STDOUT, env=environment
@@ -118,13 +111,12 @@ def prepare_demo_corpus(
     feature_dim: int | None = None,
     threads: int | None = 1,
     sizes: dict[str, int] | None = None,
-    preloaded: bool = False,
 ) -> DemoCorpus:
     """The demo corpus under ``root``, binarized (en -> de, one dictionary per language) in
     ``root/bin``; kept between runs and made again when a setting differs.
 
     ``feature_dim`` and ``sizes`` default to ``generate_demo_corpus``'s. The preprocessing log
-    is ``root/preprocess.log``; ``preloaded`` as for :func:`run_logged`.
+    is ``root/preprocess.log``.
     """
     from fairseq_mmt_adv.recipes.demo_corpus import generate_demo_corpus
 
@@ -143,7 +135,7 @@ def prepare_demo_corpus(
     command += ["--trainpref", str(raw / "train"), "--validpref", str(raw / "valid")]
     command += ["--testpref", str(raw / "test"), "--destdir", str(partial), "--workers", "1"]
     shutil.rmtree(partial, ignore_errors=True)  # fairseq-preprocess refuses existing dictionaries
-    run_logged(command, root / "preprocess.log", threads, preloaded=preloaded)
+    run_logged(command, root / "preprocess.log", threads)
     shutil.rmtree(corpus.bin, ignore_errors=True)
     partial.rename(corpus.bin)
     stamp.write_text(settings)

@@ -2,23 +2,23 @@
 
 A *system* is a visual fusion of a model family plus an optional reconstruction mode:
 
-* the family: ``cgru`` (``--arch cgru_mmt*``, fusions ``ctx-mul`` and ``none``) or
-  ``transformer`` (``--arch transformer_mmt*``, fusions ``gated``, ``selective-attn`` and
-  ``none``);
+* the family: ``cgru`` (``--arch cgru_mmt*``) or ``transformer`` (``--arch transformer_mmt*``);
+  its fusions are those of the fusion registry (:mod:`fairseq_mmt_adv.fusions`) that act where
+  its models fuse (their ``fusion_site``): ``ctx-mul`` and ``none`` for the cGRU, ``gated``,
+  ``selective-attn`` and ``none`` for the Transformer, and any fusion registered since;
 * no reconstruction: ``--criterion label_smoothed_cross_entropy --label-smoothing 0`` (NLL);
 * a reconstruction mode: ``--criterion adversarial_reconstruction --reconstruction MODE`` with
   MODE ``mse`` ("Baseline + G"), ``q-waae`` (Algorithm 2) or ``g-wgan`` (Algorithm 1), their
   weights (``--lambda-r``, ``--lambda-a``, ``--noise-dim``) and, for the two adversarial modes,
   the critic's settings of the paper (section 5.1).
 
-Named systems (``SYSTEMS``; ``python -m fairseq_mmt_adv.recipes.systems --list``):
+Named systems (:func:`all_systems`; ``python -m fairseq_mmt_adv.recipes.systems --list``): each
+fusion of each family alone and with each mode, named after the fusion (``F``, ``F+MODE``), but
 
-* cGRU: ``text-only`` (fusion none), ``ctx-mul`` (the paper's baseline), ``mse``, ``q-waae``,
-  ``g-wgan`` (ctx-mul with that mode) and ``mse-nov``, ``q-waae-nov``, ``g-wgan-nov`` (fusion
-  none with that mode: Table 4's "no v");
-* Transformer: ``transformer-text-only`` (fusion none), ``gated`` (Wu et al., 2021),
-  ``selective-attn`` (Li et al., 2022), each alone and with a mode: ``B+mse``, ``B+q-waae``,
-  ``B+g-wgan`` for B one of the three (e.g. ``gated+q-waae``, ``transformer-text-only+mse``).
+* ``none``: ``text-only`` (cGRU) and ``transformer-text-only``, with a mode ``mse-nov``,
+  ``q-waae-nov``, ``g-wgan-nov`` (cGRU, Table 4's "no v") and ``transformer-text-only+MODE``;
+* the cGRU's ``ctx-mul`` (the paper's baseline) with a mode: ``mse``, ``q-waae``, ``g-wgan``;
+* a fusion of both families (other than ``none``): ``cgru-F`` and ``transformer-F``.
 
 The paper's names are aliases (``ALIASES``): ``baseline`` = ``ctx-mul``, ``baseline-nov`` =
 ``text-only``. Each family's baseline, the system the others are compared with, is
@@ -26,32 +26,59 @@ The paper's names are aliases (``ALIASES``): ``baseline`` = ``ctx-mul``, ``basel
 label smoothing included: ``flags(name, label_smoothing=X)`` gives both criteria
 ``--label-smoothing X`` (default: none for NLL, which is smoothing 0, the paper's L_Q).
 
-This module needs only the standard library, so that shell scripts can call it fast
-(``python -S -m fairseq_mmt_adv.recipes.systems``, see ``main``).
+The weights' defaults and the critic's settings are the criterion's defaults
+(``fairseq_mmt_adv/criterions/adversarial_reconstruction.py``), written out in every command.
+
+Command line (``python -m fairseq_mmt_adv.recipes.systems --help``): a system's flags, one per
+line; with ``--tsv`` its settings as ``KEY<TAB>VALUE`` lines (SYSTEM, FAMILY, ARCH_PREFIX,
+BASELINE, RUN_NAME, then one ``FLAG`` line per flag), which examples/multi30k/train.sh reads;
+with ``--requests FILE`` those lines of many requests in one call (each Python process imports
+fairseq: seconds), each line prefixed by its request.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import shlex
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from fairseq.models import ARCH_MODEL_REGISTRY
+
+from fairseq_mmt_adv.criterions.adversarial_reconstruction import (
+    DEFAULT_LAMBDA_R as CRITERION_LAMBDA_R,
+)
+from fairseq_mmt_adv.criterions.adversarial_reconstruction import (
+    AdversarialReconstructionCriterionConfig,
+)
+from fairseq_mmt_adv.fusions.registry import FUSION_REGISTRY, fusion_names
 from fairseq_mmt_adv.recipes.command_line import report_errors
 
 RECONSTRUCTIONS = ("mse", "q-waae", "g-wgan")
 ADVERSARIAL = ("q-waae", "g-wgan")
-FUSIONS = {"cgru": ("ctx-mul", "none"), "transformer": ("gated", "selective-attn", "none")}
+# the families: the architecture whose model class says where it fuses (fusion_site)
 ARCH_PREFIXES = {"cgru": "cgru_mmt", "transformer": "transformer_mmt"}
 BASELINES = {"cgru": "ctx-mul", "transformer": "transformer-text-only"}
 ALIASES = {"baseline": "ctx-mul", "baseline-nov": "text-only"}
+# the paper's names of a family's systems with a fusion: alone, and the pattern with a mode
+PAPER_NAMES = {
+    ("cgru", "none"): ("text-only", "{mode}-nov"),
+    ("cgru", "ctx-mul"): ("ctx-mul", "{mode}"),
+}
 
-# The paper's weights (section 5.1; Algorithm 1 has no reconstruction term), as command-line
-# text. They are the criterion's defaults too (tests/test_systems.py checks it).
-DEFAULT_LAMBDA_R = {"mse": "0.2", "q-waae": "0.2", "g-wgan": "0"}
-DEFAULT_LAMBDA_A = "0.2"
-DEFAULT_NOISE_DIM = "128"
+
+def flag_text(value: float | int | str) -> str:
+    """A criterion default as command-line text: 0.2, 0 (not 0.0), 10, 0.0002, (0.5, 0.9)."""
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+_CRITERION = AdversarialReconstructionCriterionConfig()
+# The paper's weights (section 5.1; Algorithm 1 has no reconstruction term): the criterion's
+# defaults, as command-line text.
+DEFAULT_LAMBDA_R = {mode: flag_text(weight) for mode, weight in CRITERION_LAMBDA_R.items()}
+DEFAULT_LAMBDA_A = flag_text(_CRITERION.lambda_a)
+DEFAULT_NOISE_DIM = flag_text(_CRITERION.noise_dim)
 # The weights each mode takes, in the order of their flags (and of the run name's parts).
 WEIGHTS = {
     None: (),
@@ -67,11 +94,12 @@ NO_SUCH_WEIGHT = {
     "mse": "has no adversarial term (lambda_a, noise)",
     "q-waae": "has no noise (--noise-dim is for g-wgan)",
 }
-# The critic D of the adversarial modes (section 5.1): gradient penalty 10, Adam 2e-4 (0.5, 0.9),
-# 5 critic updates per training step.
-PAPER_CRITIC = (
-    *("--lambda-gp", "10", "--critic-lr", "2e-4"),
-    *("--critic-betas", "(0.5, 0.9)", "--critic-iters", "5"),
+# The critic D of the adversarial modes (section 5.1: gradient penalty 10, Adam 2e-4 (0.5, 0.9),
+# 5 critic updates per training step): the criterion's defaults, as flags.
+PAPER_CRITIC = tuple(
+    word
+    for field in ("lambda_gp", "critic_lr", "critic_betas", "critic_iters")
+    for word in ("--" + field.replace("_", "-"), flag_text(getattr(_CRITERION, field)))
 )
 NLL_CRITERION = ("--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0")
 NUMBER = re.compile(r"[0-9]+([.][0-9]+)?")
@@ -92,7 +120,9 @@ class System:
     reconstruction: str | None
 
     def __post_init__(self) -> None:
-        if self.fusion not in FUSIONS[self.family]:
+        if self.family not in ARCH_PREFIXES:
+            raise SystemSpecError(f"unknown family {self.family!r}: one of {list(ARCH_PREFIXES)}")
+        if self.fusion not in fusions(self.family):
             raise SystemSpecError(f"{self.family} has no visual fusion {self.fusion!r}")
         if self.reconstruction not in WEIGHTS:
             raise SystemSpecError(f"unknown reconstruction {self.reconstruction!r}")
@@ -102,37 +132,63 @@ class System:
         return self.reconstruction in ADVERSARIAL
 
 
-def _named_systems() -> dict[str, System]:
-    systems = [
-        System("text-only", "cgru", "none", None),
-        System("ctx-mul", "cgru", "ctx-mul", None),
-    ]
-    systems += [System(mode, "cgru", "ctx-mul", mode) for mode in RECONSTRUCTIONS]
-    systems += [System(f"{mode}-nov", "cgru", "none", mode) for mode in RECONSTRUCTIONS]
-    bases = {"transformer-text-only": "none", "gated": "gated", "selective-attn": "selective-attn"}
-    for base, fusion in bases.items():
-        systems.append(System(base, "transformer", fusion, None))
-        systems += [
-            System(f"{base}+{mode}", "transformer", fusion, mode) for mode in RECONSTRUCTIONS
-        ]
-    return {system.name: system for system in systems}
+def fusion_site(family: str) -> str:
+    """Where the family's models fuse the image (their model class's ``fusion_site``)."""
+    return ARCH_MODEL_REGISTRY[ARCH_PREFIXES[family]].fusion_site
 
 
-SYSTEMS = _named_systems()
+def fusions(family: str) -> list[str]:
+    """The registered fusions that act where the family's models fuse, ``none`` first."""
+    return sorted(fusion_names(fusion_site(family)), key=lambda name: name != "none")
+
+
+def system_names(family: str, fusion: str) -> dict[str | None, str]:
+    """The names of the family's systems with ``fusion``: mode (None: NLL only) -> name."""
+    if (family, fusion) in PAPER_NAMES:
+        alone, pattern = PAPER_NAMES[family, fusion]
+    else:
+        alone = "text-only" if fusion == "none" else fusion
+        sites = FUSION_REGISTRY[fusion].sites
+        shared = [other for other in ARCH_PREFIXES if fusion_site(other) in sites]
+        alone = f"{family}-{alone}" if len(shared) > 1 else alone
+        pattern = alone + "+{mode}"
+    return {None: alone, **{mode: pattern.format(mode=mode) for mode in RECONSTRUCTIONS}}
+
+
+def all_systems() -> dict[str, System]:
+    """Every named system, read from the fusion registry when asked: for each family, each of
+    its fusions alone, then with each mode."""
+    result: dict[str, System] = {}
+    for family in ARCH_PREFIXES:
+        for fusion in fusions(family):
+            for mode, name in system_names(family, fusion).items():
+                if name in result or name in ALIASES:
+                    raise SystemSpecError(
+                        f"visual fusion {fusion!r} gives {family} a system {name!r} that exists "
+                        "already: register the fusion under another name"
+                    )
+                result[name] = System(name, family, fusion, mode)
+    return result
 
 
 def get(name: str) -> System:
     """The system of a name or of a paper alias (``baseline``)."""
-    system = SYSTEMS.get(ALIASES.get(name, name))
+    systems = all_systems()
+    system = systems.get(ALIASES.get(name, name))
     if system is None:
-        names = ", ".join([*ALIASES, *SYSTEMS])
+        names = ", ".join([*ALIASES, *systems])
         raise SystemSpecError(f"--system must be one of {names}; not {name!r}")
     return system
 
 
 def names(family: str) -> list[str]:
-    """The systems of a family (``cgru`` or ``transformer``), in the order of ``SYSTEMS``."""
-    return [name for name, system in SYSTEMS.items() if system.family == family]
+    """The systems of a family (``cgru`` or ``transformer``), in :func:`all_systems`' order."""
+    return [name for name, system in all_systems().items() if system.family == family]
+
+
+def alone(family: str) -> list[str]:
+    """The family's systems without a reconstruction mode: each of its fusions alone."""
+    return [name for name in names(family) if get(name).reconstruction is None]
 
 
 def settings(name: str, **weights: float | str | None) -> dict[str, str]:
@@ -194,54 +250,138 @@ def run_name(name: str, **weights: float | str | None) -> str:
     return name + "".join(f"_{RUN_NAME_PART[key]}{value}" for key, value in values.items())
 
 
-def shell_settings(
+def settings_rows(
     name: str, label_smoothing: float | str | None = None, **weights: float | str | None
-) -> str:
-    """bash assignments of a system: SYSTEM (canonical name), FAMILY, ARCH_PREFIX, BASELINE,
-    RUN_NAME and the array SYSTEM_FLAGS (for ``eval`` in examples/multi30k/train.sh)."""
+) -> list[tuple[str, str]]:
+    """A system's settings as (KEY, VALUE) rows: SYSTEM (the canonical name), FAMILY,
+    ARCH_PREFIX, BASELINE, RUN_NAME, then ("FLAG", word) for each of its flags."""
     system = get(name)
-    words = " ".join(shlex.quote(word) for word in flags(name, label_smoothing, **weights))
-    return "\n".join(
-        [
-            f"SYSTEM={shlex.quote(system.name)}",
-            f"FAMILY={system.family}",
-            f"ARCH_PREFIX={ARCH_PREFIXES[system.family]}",
-            f"BASELINE={BASELINES[system.family]}",
-            f"RUN_NAME={shlex.quote(run_name(name, **weights))}",
-            f"SYSTEM_FLAGS=({words})",
-        ]
-    )
+    return [
+        ("SYSTEM", system.name),
+        ("FAMILY", system.family),
+        ("ARCH_PREFIX", ARCH_PREFIXES[system.family]),
+        ("BASELINE", BASELINES[system.family]),
+        ("RUN_NAME", run_name(name, **weights)),
+        *(("FLAG", word) for word in flags(name, label_smoothing, **weights)),
+    ]
+
+
+def family_value(family: str, values: Iterable[str]) -> str | None:
+    """The label smoothing that ``--label-smoothing [FAMILY=]X`` values give ``family``: the
+    last ``X`` or ``family=X`` (``FAMILY=`` is none), else None."""
+    result = None
+    for value in values:
+        target, sep, number = value.rpartition("=")
+        if sep and target not in ARCH_PREFIXES:
+            families = ", ".join(ARCH_PREFIXES)
+            raise SystemSpecError(
+                f"--label-smoothing {value}: no family {target!r} (the families: {families})"
+            )
+        if not sep or target == family:
+            result = number
+    return result
 
 
 def describe() -> str:
     """One line per system and alias (``--list``)."""
     lines = []
-    for system in SYSTEMS.values():
+    for system in all_systems().values():
         mode = system.reconstruction or "NLL only"
         lines.append(f"{system.name:30} {system.family:12} {system.fusion:15} {mode}")
     lines += [f"{alias:30} = {target}" for alias, target in ALIASES.items()]
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m fairseq_mmt_adv.recipes.systems",
-        description="Print the fairseq-train flags of SYSTEM, one per line, or with --shell as "
-        "bash assignments (SYSTEM, FAMILY, ARCH_PREFIX, BASELINE, RUN_NAME, SYSTEM_FLAGS=(...)).",
-    )
+class _RequestParser(argparse.ArgumentParser):
+    """Reads one line of ``--requests``: errors raise instead of ending the process."""
+
+    def error(self, message: str):
+        raise SystemSpecError(message)
+
+
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """A request: a system and its weights and label smoothing."""
     parser.add_argument("system", nargs="?", help="a system or alias (see --list)")
     parser.add_argument("--lambda-r", help="reconstruction weight ('': the default)")
     parser.add_argument("--lambda-a", help="adversarial weight ('': the default)")
     parser.add_argument("--noise-dim", help="g-wgan noise size |z| ('': the default)")
-    parser.add_argument("--label-smoothing", help="smooth the NLL ('': none, the paper's)")
-    parser.add_argument("--shell", action="store_true", help="bash assignments")
+    parser.add_argument(
+        "--label-smoothing",
+        action="append",
+        default=[],
+        metavar="[FAMILY=]X",
+        help="smooth the NLL by X, of FAMILY's systems only with FAMILY=X (repeatable; '': "
+        "none, the paper's)",
+    )
+
+
+def request_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The settings rows of a parsed request."""
+    if args.system is None:
+        raise SystemSpecError("a request needs a SYSTEM (see --list)")
+    smoothing = family_value(get(args.system).family, args.label_smoothing)
+    return settings_rows(args.system, smoothing, **{key: getattr(args, key) for key in FLAG_OF})
+
+
+def table(lines: Iterable[str], source: str) -> list[str]:
+    """``REQUEST<TAB>KEY<TAB>VALUE`` lines of each request in ``lines`` (a system and its
+    options, as on the command line; REQUEST is the line's words joined by single spaces)."""
+    parser = _RequestParser(prog="a request", add_help=False)
+    add_request_arguments(parser)
+    result = []
+    for number, line in enumerate(lines, 1):
+        words = line.split()
+        if not words:
+            continue
+        try:
+            rows = request_rows(parser.parse_args(words))
+        except SystemSpecError as err:
+            raise SystemSpecError(f"{source} line {number} ({line.strip()}): {err}") from None
+        result += [f"{' '.join(words)}\t{key}\t{value}" for key, value in rows]
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m fairseq_mmt_adv.recipes.systems",
+        description="Print the fairseq-train flags of SYSTEM, one per line; with --tsv its "
+        "settings as KEY<TAB>VALUE lines (SYSTEM, FAMILY, ARCH_PREFIX, BASELINE, RUN_NAME, then a "
+        "FLAG line per flag); with --requests FILE those lines of each request in FILE, prefixed "
+        "by the request and a TAB.",
+    )
+    add_request_arguments(parser)
+    parser.add_argument("--tsv", action="store_true", help="KEY<TAB>VALUE lines")
+    parser.add_argument(
+        "--requests",
+        metavar="FILE",
+        help="one request a line (SYSTEM and its options, e.g. 'q-waae --lambda-r=0.5'); "
+        "'-': standard input",
+    )
     parser.add_argument("--list", action="store_true", help="print the systems")
     parser.add_argument("--prog", help="the name errors start with (a calling script's)")
     args = parser.parse_args(argv)
     args.prog = args.prog or parser.prog
-    if not args.list and args.system is None:
-        parser.error("give one SYSTEM (see --help or --list)")
+    if args.requests is not None and args.system is not None:
+        parser.error("give one SYSTEM or --requests FILE, not both")
+    if not args.list and args.system is None and args.requests is None:
+        parser.error("give one SYSTEM or --requests FILE (see --help or --list)")
     return args
+
+
+def output(args: argparse.Namespace) -> str:
+    """What the command line prints (but --list)."""
+    if args.requests == "-":
+        return "\n".join(table(sys.stdin, "standard input"))
+    if args.requests is not None:
+        try:
+            with open(args.requests, encoding="utf-8") as requests:
+                return "\n".join(table(requests, args.requests))
+        except OSError as err:
+            raise SystemSpecError(f"--requests {args.requests}: {err.strerror}") from None
+    rows = request_rows(args)
+    if args.tsv:
+        return "\n".join(f"{key}\t{value}" for key, value in rows)
+    return "\n".join(value for key, value in rows if key == "FLAG")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,20 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print(describe())
         return 0
-    weights = {key: getattr(args, key) for key in FLAG_OF}
-    if args.shell:
-        return report_errors(
-            args.prog,
-            SystemSpecError,
-            lambda: print(shell_settings(args.system, args.label_smoothing, **weights)),
-            status=2,
-        )
-    return report_errors(
-        args.prog,
-        SystemSpecError,
-        lambda: print("\n".join(flags(args.system, args.label_smoothing, **weights))),
-        status=2,
-    )
+
+    def show() -> None:
+        text = output(args)
+        if text:
+            print(text)
+
+    return report_errors(args.prog, SystemSpecError, show, status=2)
 
 
 if __name__ == "__main__":
