@@ -3,8 +3,10 @@
 Generates the grounded demo corpus (``recipes.demo_corpus``), binarizes it with stock
 ``fairseq-preprocess``, trains each system with stock ``fairseq-train --user-dir
 fairseq_mmt_adv``, decodes the test split with ``fairseq-generate`` (beam 5) and prints one
-table: BLEU, METEOR (exact+stem unless a full METEOR 1.5 jar is given by ``METEOR_JAR``) and the
-accuracy on the scene-ambiguous words, which only the image disambiguates.
+table: BLEU, METEOR (exact+stem unless a full METEOR 1.5 jar is given by ``METEOR_JAR``), the
+accuracy on the scene-ambiguous words, which only the image disambiguates, and the accuracy on
+the corpus's contrastive set in CoMMuTE's layout (``fairseq-mmt-evaluate contrastive``: 50 % for
+a model that ignores the image).
 
 The systems come from ``recipes.systems``, whose fusions are the fusion registry's: the cGRU
 family's on ``cgru_mmt_small`` and the Transformer family's on ``transformer_mmt_tiny`` with
@@ -112,27 +114,47 @@ def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.
     references = read_lines(corpus.root / "raw" / "test.de")
     scores = score(hypotheses, references, "de", meteor_jar=os.environ.get("METEOR_JAR"))
     accuracy = ambiguous_word_accuracy(hypotheses, read_lines(corpus.root / "raw" / "test.ambig"))
+    contrastive = contrastive_accuracy(corpus, save_dir / "checkpoint_best.pt", args.threads)
     return {
         "system": system,
         "bleu": scores.bleu_tok_lc,
         "meteor": scores.meteor,
         "meteor_name": scores.meteor_name,
         "ambiguous_accuracy": 100 * accuracy,
+        "contrastive_accuracy": contrastive,
         "train_seconds": train_seconds,
     }
+
+
+def contrastive_accuracy(corpus: DemoCorpus, checkpoint: Path, threads: int) -> float:
+    """``fairseq-mmt-evaluate contrastive`` on the corpus's CoMMuTE-layout set: accuracy, %."""
+    commute, result = corpus.root / "commute", checkpoint.parent / "contrastive.json"
+    run_logged(
+        [
+            *(sys.executable, "-m", "fairseq_mmt_adv.evaluation.cli", "contrastive"),
+            *(str(corpus.bin), "--path", str(checkpoint), "--cpu", "--json", str(result)),
+            *("--commute", str(commute), "--target-lang", "de"),
+            *("--features", str(commute / "features.npy")),
+        ],
+        checkpoint.parent / "contrastive.log",
+        threads,
+    )
+    return float(json.loads(result.read_text())["accuracy"])
 
 
 def format_table(results: list[dict]) -> str:
     meteor_name = results[0]["meteor_name"]
     width = max(10, *(len(r["system"]) for r in results))
     lines = [
-        f"{'system':<{width}} {'BLEU':>6} {meteor_name:>24} {'ambig. acc %':>13} {'train s':>8}"
+        f"{'system':<{width}} {'BLEU':>6} {meteor_name:>24} {'ambig. acc %':>13} "
+        f"{'contrastive %':>14} {'train s':>8}"
     ]
     for r in results:
         meteor = "n/a" if r["meteor"] is None else f"{r['meteor']:.2f}"
         lines.append(
             f"{r['system']:<{width}} {r['bleu']:6.2f} {meteor:>24} "
-            f"{r['ambiguous_accuracy']:13.1f} {r['train_seconds']:8.0f}"
+            f"{r['ambiguous_accuracy']:13.1f} {r['contrastive_accuracy']:14.1f} "
+            f"{r['train_seconds']:8.0f}"
         )
     return "\n".join(lines)
 

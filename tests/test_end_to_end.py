@@ -194,7 +194,9 @@ def test_visual_model_beats_text_only_on_the_demo_corpus(tmp_path):
     for visual in (results["ctx-mul"], results["gated"]):
         assert visual["bleu"] > text["bleu"] + 3, results
         assert visual["ambiguous_accuracy"] > 85, results
+        assert visual["contrastive_accuracy"] > 75, results  # the new column
     assert text["ambiguous_accuracy"] < 70, results
+    assert text["contrastive_accuracy"] == 50.0, results  # a text-only model: exactly half
     assert len((out / "corpus" / "raw" / "train.en").read_text().splitlines()) == 1200
     gated_log = (out / "gated" / "train.log").read_text()
     assert "transformer_mmt_tiny" in gated_log and "epoch 003" in gated_log
