@@ -13,7 +13,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${MMT_ADV_VENV:-$root/.venv}
 python=${PYTHON:-python3}
 stamp="$venv/.fairseq-mmt-adv-installed"
-want=$(cat "$root/setup.py" "$root/scripts/setup-env.sh" | sha256sum | cut -c1-16)
+want=$(cat "$root/setup.py" "$root/pyproject.toml" "$root/scripts/setup-env.sh" | sha256sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "environment ready: $venv"
