@@ -39,8 +39,10 @@ if ! "$py" -c "import torch" 2>/dev/null; then
   echo "installing ${torch_spec[*]}"
   "${pip[@]}" "${torch_spec[@]}"
 fi
-# Every install below keeps the torch found here: pip stops rather than replace it.
-torch_version=$("$py" -c "import torch; print(torch.__version__)")
+# Every install below keeps the torch found here: pip stops rather than replace it. The version
+# is the installed distribution's, which pip compares: PyPI's wheel says 2.13.0 where
+# torch.__version__ says 2.13.0+cu130.
+torch_version=$("$py" -c "from importlib.metadata import version; print(version('torch'))")
 echo "torch==$torch_version" >"$venv/torch-constraint.txt"
 pip+=(--constraint "$venv/torch-constraint.txt")
 # torchvision==0.28.0 (the test and features extras) requires torch==2.13.0 exactly, any build of
