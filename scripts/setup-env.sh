@@ -2,7 +2,10 @@
 # Create (or re-use) the project's virtual environment and install the plugin into it.
 #
 #   MMT_ADV_VENV  where the environment lives (default: .venv in the project root)
-#   TORCH_SPEC    the torch to install when none is there (default: torch==2.13.0, a CPU build)
+#   TORCH_SPEC    the torch to install when none is there (default: torch==2.13.0), with pip's
+#                 options if any (words split at spaces): PyPI's Linux wheel is a CUDA build
+#                 (several GB with its nvidia packages; it runs on the CPU too), a CPU build
+#                 that pip finds (find-links, or an --index-url in TORCH_SPEC) is taken first
 #   PYTHON        the Python that creates the environment (default: python3, 3.11+)
 #
 # If that Python already has torch (a CUDA build, say), the environment sees it through
@@ -13,7 +16,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${MMT_ADV_VENV:-$root/.venv}
 python=${PYTHON:-python3}
 stamp="$venv/.fairseq-mmt-adv-installed"
-want=$(cat "$root/setup.py" "$root/scripts/setup-env.sh" | sha256sum | cut -c1-16)
+want=$(cat "$root/setup.py" "$root/pyproject.toml" "$root/scripts/setup-env.sh" | sha256sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "environment ready: $venv"
@@ -32,11 +35,14 @@ fi
 py="$venv/bin/python"
 pip=("$py" -m pip install --disable-pip-version-check -q)
 if ! "$py" -c "import torch" 2>/dev/null; then
-  echo "installing ${TORCH_SPEC:-torch==2.13.0}"
-  "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
+  read -r -a torch_spec <<<"${TORCH_SPEC:-torch==2.13.0}"
+  echo "installing ${torch_spec[*]}"
+  "${pip[@]}" "${torch_spec[@]}"
 fi
-# Every install below keeps the torch found here: pip stops rather than replace it.
-torch_version=$("$py" -c "import torch; print(torch.__version__)")
+# Every install below keeps the torch found here: pip stops rather than replace it. The version
+# is the installed distribution's, which pip compares: PyPI's wheel says 2.13.0 where
+# torch.__version__ says 2.13.0+cu130.
+torch_version=$("$py" -c "from importlib.metadata import version; print(version('torch'))")
 echo "torch==$torch_version" >"$venv/torch-constraint.txt"
 pip+=(--constraint "$venv/torch-constraint.txt")
 # torchvision==0.28.0 (the test and features extras) requires torch==2.13.0 exactly, any build of
