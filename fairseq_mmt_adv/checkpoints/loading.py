@@ -156,4 +156,3 @@ def copied_out(value):
     if isinstance(value, (list, tuple)):
         return type(value)(copied_out(item) for item in value)
     return value
-
