@@ -175,3 +175,13 @@ def hypotheses(output: str) -> dict[int, str]:
             head, _, text = line.split("\t", 2)
             found[int(head[2:])] = text
     return found
+
+
+def small_demo_corpus(root: Path, feature_dim: int) -> Path:
+    """The demo corpus at 300 / 40 / 45 sentences, binarized into ``root/bin``."""
+    from fairseq_mmt_adv.recipes.demo_corpus import generate_demo_corpus
+
+    sizes = {"train": 300, "valid": 40, "test": 45}
+    generate_demo_corpus(root, sizes=sizes, feature_dim=feature_dim)
+    preprocess(root / "raw", root / "bin")
+    return root

@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fairseq.data import Dictionary
-from helpers import PACKAGE_DIR, captured_log, cli_env, generate, hypotheses, preprocess, train
+from helpers import (
+    PACKAGE_DIR,
+    captured_log,
+    cli_env,
+    generate,
+    hypotheses,
+    small_demo_corpus,
+    train,
+)
 from helpers import single_thread as one_thread
 
 from fairseq_mmt_adv import MultimodalTranslator
@@ -41,10 +49,7 @@ def trained(demo: Path, save_dir: Path, *flags: str) -> Path:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("demo")
-    generate_demo_corpus(root, sizes={"train": 300, "valid": 40, "test": 45}, feature_dim=DIM)
-    preprocess(root / "raw", root / "bin")
-    return root
+    return small_demo_corpus(tmp_path_factory.mktemp("demo"), DIM)
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import PACKAGE_DIR, cli_env, generate, hypotheses, preprocess, single_thread, train
+from helpers import (
+    PACKAGE_DIR,
+    cli_env,
+    generate,
+    hypotheses,
+    preprocess,
+    single_thread,
+    small_demo_corpus,
+    train,
+)
 from PIL import Image
 
 from fairseq_mmt_adv import MultimodalTranslator
 from fairseq_mmt_adv.recipes import moses
-from fairseq_mmt_adv.recipes.demo_corpus import generate_demo_corpus
 from fairseq_mmt_adv.translation import cli as translate_cli
 from fairseq_mmt_adv.translation import image_features as imf
 from fairseq_mmt_adv.translation import text_pipeline
@@ -47,10 +55,7 @@ def trained_model(demo: Path, save_dir: Path, data: str = "bin", *flags: str) ->
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("demo")
-    generate_demo_corpus(root, sizes={"train": 300, "valid": 40, "test": 45}, feature_dim=DIM)
-    preprocess(root / "raw", root / "bin")
-    return root
+    return small_demo_corpus(tmp_path_factory.mktemp("demo"), DIM)
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,11 @@ with ``--json FILE``. ``fairseq-mmt-evaluate COMMAND --help`` lists a command's 
 """
 
 import importlib
-import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from fairseq_mmt_adv.evaluation.common import PROG
+from fairseq_mmt_adv.translation.cli import run_console_script
 from fairseq_mmt_adv.translation.translator import TranslationInputError
 
 # subcommand -> module of fairseq_mmt_adv.evaluation with its ``main(argv)``
@@ -42,16 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cli_main() -> None:
-    logging.basicConfig(
-        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
-        level=os.environ.get("LOGLEVEL", "INFO").upper(),
-        stream=sys.stderr,
-        force=True,  # fairseq's imports may have configured logging already
-    )
-    try:
-        sys.exit(main())
-    except (TranslationInputError, FileNotFoundError) as error:  # the message names the input
-        sys.exit(f"{PROG}: error: {error}")
+    run_console_script(PROG, main)
 
 
 if __name__ == "__main__":

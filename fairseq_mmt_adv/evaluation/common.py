@@ -33,13 +33,7 @@ def parser(command: str, description: str):
     parser.description = description
     group = parser.add_argument_group(PROG)
     group.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
-    group.add_argument(
-        "--weights",
-        "--extractor-weights",
-        dest="extractor_weights",
-        metavar="FILE",
-        help="ResNet-50 state_dict for --images (default: torchvision's)",
-    )
+    translate_cli.add_extractor_weights(group, "--images")
     return parser, group
 
 

@@ -41,13 +41,7 @@ def parse_args(argv: Sequence[str] | None):
     group = parser.add_argument_group("fairseq-mmt-translate")
     group.add_argument("--features", metavar="FILE.npy", help="row i: the image of input line i")
     group.add_argument("--print-scores", action="store_true", help="print H-/D-/P- lines")
-    group.add_argument(
-        "--weights",
-        "--extractor-weights",
-        dest="extractor_weights",
-        metavar="FILE",
-        help="ResNet-50 state_dict for the images (default: torchvision's)",
-    )
+    add_extractor_weights(group, "the images")
     return options.parse_args_and_arch(parser, input_args=None if argv is None else list(argv))
 
 
@@ -201,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def cli_main() -> None:
+def run_console_script(prog: str, main) -> None:
+    """A console script's entry: logs on stderr, ``main()``'s status, and for bad input one
+    line ``PROG: error: MESSAGE`` (the message names the input) instead of a traceback."""
     logging.basicConfig(
         format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
         level=os.environ.get("LOGLEVEL", "INFO").upper(),
@@ -210,8 +206,23 @@ def cli_main() -> None:
     )
     try:
         sys.exit(main())
-    except (TranslationInputError, FileNotFoundError) as error:  # the message names the input
-        sys.exit(f"fairseq-mmt-translate: error: {error}")
+    except (TranslationInputError, FileNotFoundError) as error:
+        sys.exit(f"{prog}: error: {error}")
+
+
+def add_extractor_weights(group, what: str) -> None:
+    """``--weights FILE``: the ResNet-50 state_dict that makes features of ``what``."""
+    group.add_argument(
+        "--weights",
+        "--extractor-weights",
+        dest="extractor_weights",
+        metavar="FILE",
+        help=f"ResNet-50 state_dict for {what} (default: torchvision's)",
+    )
+
+
+def cli_main() -> None:
+    run_console_script("fairseq-mmt-translate", main)
 
 
 if __name__ == "__main__":
