@@ -277,20 +277,9 @@ def tok_lc_bleu():
     return BLEU(tokenize="none", lowercase=True, force=True)
 
 
-def score(
-    hyps: Sequence[str],
-    refs: Sequence[str],
-    lang: str,
-    raw_refs: Sequence[str] | None = None,
-    detokenize_lang: str | None = None,
-    sacre_lowercase: bool = False,
-    meteor_jar: str | None = None,
-    meteor_runner: MeteorRunner = run_meteor_stdio,
-    java: str = "java",
-) -> Scores:
-    """All scores of tokenized hypotheses (BPE removed) against tokenized references."""
-    from sacrebleu.metrics import BLEU, CHRF
-
+def sacrebleu_inputs(hyps, refs, raw_refs, detokenize_lang, sacre_lowercase) -> tuple:
+    """What sacreBLEU and chrF score: (hypotheses, references, tokenize, a description of the
+    input, warnings), from tokenized text or against raw references."""
     warnings = []
     if raw_refs is None:
         sacre_hyps, sacre_refs, tokenize = list(hyps), list(refs), "none"
@@ -316,6 +305,26 @@ def score(
                 "the hypotheses are all lowercase but sacreBLEU and chrF are case-sensitive: give "
                 "--sacrebleu-lowercase for a model trained on lowercased text"
             )
+    return sacre_hyps, sacre_refs, tokenize, sacre_input, warnings
+
+
+def score(
+    hyps: Sequence[str],
+    refs: Sequence[str],
+    lang: str,
+    raw_refs: Sequence[str] | None = None,
+    detokenize_lang: str | None = None,
+    sacre_lowercase: bool = False,
+    meteor_jar: str | None = None,
+    meteor_runner: MeteorRunner = run_meteor_stdio,
+    java: str = "java",
+) -> Scores:
+    """All scores of tokenized hypotheses (BPE removed) against tokenized references."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    sacre_hyps, sacre_refs, tokenize, sacre_input, warnings = sacrebleu_inputs(
+        hyps, refs, raw_refs, detokenize_lang, sacre_lowercase
+    )
     sacre_bleu = BLEU(tokenize=tokenize, lowercase=sacre_lowercase, force=tokenize == "none")
     sacre_result = sacre_bleu.corpus_score(sacre_hyps, [sacre_refs])
     chrf = CHRF(lowercase=sacre_lowercase)
