@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import REGISTERED
 
-from fairseq_mmt_adv.evaluation import significance
+from fairseq_mmt_adv.evaluation import contrastive, significance
 from fairseq_mmt_adv.evaluation.scoring import ScoringError, tok_lc_bleu
 from fairseq_mmt_adv.recipes import summary, training_log
 
@@ -39,9 +40,10 @@ def test_results_table_has_a_row_per_run_and_split_of_the_beam(tmp_path: Path) -
     header, *rows = table.splitlines()
     assert header.split() == [
         *("pair", "run", "seeds", "split", "beam", "BLEU", "METEOR", "sacreBLEU", "seeds"),
-        *("BLEU", "vs", "dBLEU", "p"),
+        *("BLEU", "vs", "dBLEU", "p", "CoMMuTE", "dIncong", "pIncong"),
     ]
-    no_baseline = ["-", "-", "-", "-"]  # no seeds' JSON and no baseline run
+    # no seeds' JSON and no baseline run; no evaluate stage output
+    no_baseline = ["-", "-", "-", "-", "n/a", "n/a", "n/a"]
     assert [row.split() for row in rows] == [
         ["en-de", "q-waae_lr0.2_la0.2", "1-2-3", "test", "12", "38.50", "57.20", "36.10"]
         + no_baseline,
@@ -155,16 +157,93 @@ def test_the_table_compares_each_system_with_its_familys_baseline(tmp_path: Path
     data = results_tree(tmp_path)
     table = summary.results_table(tmp_path / "results", [12, 5], {"en-de": data})
     rows = {line.split()[1]: line.split()[4:] for line in table.splitlines()[1:5]}
+    not_evaluated = ["n/a", "n/a", "n/a"]  # no evaluate stage output
     assert rows == {
-        "baseline": ["12", "2.00", "-", "1.00", "-", "-", "-", "-"],
+        "baseline": ["12", "2.00", "-", "1.00", "-", "-", "-", "-", *not_evaluated],
         "q-waae_lr0.2_la0.2": ["12", "100.00", "-", "99.00", "97.50±1.25", "baseline"]
-        + [rows["q-waae_lr0.2_la0.2"][6], "0.001"],
-        "transformer-text-only": ["5", "50.00", "-", "49.00", "-", "-", "-", "-"],
+        + [rows["q-waae_lr0.2_la0.2"][6], "0.001", *not_evaluated],
+        "transformer-text-only": ["5", "50.00", "-", "49.00", "-", "-", "-", "-", *not_evaluated],
         "gated+mse_lr0.2": ["5", "50.00", "-", "49.00", "-", "transformer-text-only"]
-        + ["+0.00", "1.000"],
+        + ["+0.00", "1.000", *not_evaluated],
     }
     assert float(rows["q-waae_lr0.2_la0.2"][6]) > 80  # the BLEU gain over the baseline
     assert "no p-values" not in table
+
+
+def commute_output(path: Path, right: list[bool]) -> None:
+    """A fairseq-mmt-evaluate contrastive --json output with these lines right."""
+    lines = [{"correct": -1.0, "incorrect": -2.0 if ok else -0.5, "right": ok} for ok in right]
+    result = {"accuracy": 100 * sum(right) / len(right), "items": len(right), "lines": lines}
+    path.write_text(json.dumps({**result, "interval": [0, 100], "pairs": None}))
+
+
+def incongruent_output(path: Path, delta: float, p_value: float) -> None:
+    """A fairseq-mmt-evaluate incongruent --json output (the keys the summary reads and more)."""
+    result = {"congruent": 40.0, "incongruent": 40.0 - delta, "incongruent_std": 0.5}
+    path.write_text(json.dumps({**result, "delta": delta, "p_value": p_value}))
+
+
+def test_the_table_shows_the_image_use_of_each_seed(tmp_path: Path) -> None:
+    data = results_tree(tmp_path)
+    qwaae = tmp_path / "results" / "en-de" / "q-waae_lr0.2_la0.2" / "seeds1-2"
+    # seed 1 right on 30 of 40 lines, seed 2 on 20 (every odd line wrong as well)
+    seed1 = [i % 4 != 3 for i in range(40)]
+    seed2 = [ok and i % 2 == 0 for i, ok in enumerate(seed1)]
+    commute_output(qwaae / "seed1.contrastive.commute.json", seed1)
+    commute_output(qwaae / "seed2.contrastive.commute.json", seed2)
+    incongruent_output(qwaae / "beam12.seed1.incongruent.test.json", 3.0, 0.001)
+    incongruent_output(qwaae / "beam12.seed2.incongruent.test.json", 1.0, 0.04)
+    gated = tmp_path / "results" / "en-de" / "gated+mse_lr0.2" / "seeds1-2"
+    incongruent_output(gated / "beam5.seed2.incongruent.test.json", -0.25, 0.6)  # seed 2 only
+    incongruent_output(gated / "beam12.seed1.incongruent.test.json", 9.0, 0.0)  # another beam
+    table = summary.results_table(tmp_path / "results", [12, 5], {"en-de": data})
+    header, *lines = table.split("\n\n")[0].splitlines()
+    assert header.split()[-3:] == ["CoMMuTE", "dIncong", "pIncong"]
+    rows = {line.split()[1]: line.split()[-3:] for line in lines}
+    # the interval: of the mean over the seeds, resampling the lines
+    per_line = np.mean([seed1, seed2], axis=0)
+    low, high = contrastive.interval(per_line)
+    assert low < 62.5 < high and high - low > 10
+    assert rows["q-waae_lr0.2_la0.2"] == [
+        f"62.50±17.68[{low:.1f}-{high:.1f}]",  # 75 and 50: sample std 17.68
+        "+2.00±1.41",
+        "0.040",  # the largest of the seeds' p-values
+    ]
+    assert rows["gated+mse_lr0.2"] == ["n/a", "-0.25(1/2)", "0.600"]
+    assert rows["baseline"] == rows["transformer-text-only"] == ["n/a", "n/a", "n/a"]
+    assert "CoMMuTE: contrastive accuracy" in table and "n/a: no evaluate stage output" in table
+
+
+def test_a_single_seed_has_its_own_interval(tmp_path: Path) -> None:
+    run = tmp_path / "en-fr" / "q-waae_lr0.2_la0.2" / "seeds3"
+    run.mkdir(parents=True)
+    (run / "beam12.ensemble.test2.json").write_text(scores(40.0, None, 39.0))
+    right = [i % 5 != 0 for i in range(50)]
+    commute_output(run / "seed3.contrastive.commute.json", right)
+    incongruent_output(run / "beam12.seed3.incongruent.test2.json", 0.0, 1.0)
+    [row] = summary.results_table(tmp_path, 12).splitlines()[1:2]
+    low, high = contrastive.interval(np.array(right))  # what fairseq-mmt-evaluate reports
+    assert row.split()[-3:] == [f"80.00[{low:.1f}-{high:.1f}]", "+0.00", "1.000"]
+
+
+def test_an_evaluation_output_without_its_keys_is_named(tmp_path: Path) -> None:
+    data = results_tree(tmp_path)
+    bad = (
+        tmp_path
+        / "results"
+        / "en-de"
+        / "baseline"
+        / "seeds1-2"
+        / "beam12.seed1.incongruent.test.json"
+    )
+    bad.write_text(scores(1.0, None, 1.0))  # a scoring output in its place
+    with pytest.raises(ValueError, match=f"{bad} lacks delta, p_value: give fairseq-mmt-evaluate"):
+        summary.results_table(tmp_path / "results", [12, 5], {"en-de": data})
+    command = [sys.executable, "-m", "fairseq_mmt_adv.recipes.summary", "table"]
+    done = subprocess.run(
+        [*command, str(tmp_path / "results"), "12"], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and f"{bad} lacks delta" in done.stderr
 
 
 LOG = """\
@@ -199,7 +278,7 @@ def test_the_command_line(tmp_path: Path) -> None:
     done = subprocess.run([*table, f"en-de={data}"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     [gated] = [line.split() for line in done.stdout.splitlines() if "gated+mse" in line]
-    assert gated[-3:] == ["transformer-text-only", "+0.00", "1.000"]
+    assert gated[-6:] == ["transformer-text-only", "+0.00", "1.000", "n/a", "n/a", "n/a"]
     bad = subprocess.run([*table, str(data)], capture_output=True, text=True)
     assert bad.returncode == 1 and "--data takes PAIR=DIR (e.g. en-de=data-bin/en-de)" in bad.stderr
 

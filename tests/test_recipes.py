@@ -484,6 +484,103 @@ def test_experiments_dry_run_decoding_is_an_ensemble_then_scoring(tmp_path: Path
     assert "--references data-bin/en-de/text/test2.de" in " ".join(scoring)
 
 
+def evaluate_commands(output: str, command: str) -> list[str]:
+    return [
+        line
+        for line in output.splitlines()
+        if line.split(" ")[1:4] == ["-m", "fairseq_mmt_adv.evaluation.cli", command]
+    ]
+
+
+def test_experiments_dry_run_evaluates_every_system_and_seed(tmp_path: Path) -> None:
+    from fairseq_mmt_adv.evaluation import incongruent
+
+    env = {"CHECKPOINTS": "/ck", "SEEDS": "1 2", "RESULTS": "/r"}
+    out = bash(EXPERIMENTS, "--dry-run", "--stage", "decode", "--stage", "evaluate", env=env)
+    decoded = {
+        str(Path(line.rsplit(" > ", 1)[1]).parent)
+        for line in out.splitlines()
+        if line.split(" ")[0].endswith("/fairseq-generate")
+    }
+    commands = evaluate_commands(out, "incongruent")
+    # every run directory of the decode stage, each seed's checkpoint alone
+    found = {}
+    for command in commands:
+        json_path = Path(flag(command, "--json"))
+        seed, split = json_path.name.split(".")[1], flag(command, "--gen-subset")
+        assert json_path.name.startswith(f"beam{flag(command, '--beam')}.{seed}.incongruent.")
+        assert flag(command, "--path").startswith(
+            f"/ck/{json_path.parts[2]}/{json_path.parts[3]}/{seed}/"
+        )
+        found.setdefault(str(json_path.parent), set()).add((seed, split))
+    assert set(found) == decoded and len(decoded) == 19 + 13
+    three = {(f"seed{s}", split) for s in (1, 2) for split in ("test", "test1", "test2")}
+    five_seeds = [d for d in found if d.endswith("/seeds1-2")]
+    assert len(five_seeds) == 19 and all(found[d] == three for d in five_seeds)
+    sweeps = [d for d in found if d.endswith("/seeds1")]  # SWEEP_SEEDS, SWEEP_SPLITS
+    assert all(found[d] == {("seed1", "test2")} for d in sweeps)
+    assert len(commands) == 19 * 2 * 3 + 13
+    # the flags are fairseq-mmt-evaluate's, the beams the decode stage's
+    args = incongruent.parse_args(shlex.split(commands[0])[4:])
+    assert (args.permutations, args.beam, args.post_process) == (3, 12, "subword_nmt")
+    assert args.path == "/ck/en-de/baseline/seed1/checkpoint_best.pt"
+    [transformer] = [
+        c
+        for c in commands
+        if "/gated+q-waae" in c and " --gen-subset test " in c and "/seed2/" in c
+    ]
+    assert " data-bin/en-de-joined " in transformer and "checkpoint_avg.pt" in transformer
+    assert "--beam 5 " in transformer and "--visual-features data-bin/en-de " in transformer
+    # no COMMUTE: no contrastive command, and the message says how to have them
+    assert evaluate_commands(out, "contrastive") == []
+    assert (
+        "CoMMuTE skipped: set COMMUTE=DIR, a clone of https://github.com/MatthieuFP/CoMMuTE" in out
+    )
+
+
+def test_experiments_dry_run_evaluates_commute_when_given() -> None:
+    from fairseq_mmt_adv.evaluation import contrastive
+
+    env = {"CHECKPOINTS": "/ck", "SEEDS": "1", "COMMUTE": "/c"}
+    out = bash(EXPERIMENTS, "--dry-run", "--stage", "evaluate", env=env)
+    commands = evaluate_commands(out, "contrastive")
+    # one seed: the sweeps' (0.2, 0.2) and |z| 128 points are main systems, evaluated once
+    assert len(commands) == 19 + 11 and "CoMMuTE skipped" not in out
+    assert len(evaluate_commands(out, "incongruent")) == 19 * 3 + 11
+    for command in commands:
+        run = Path(flag(command, "--json")).parent
+        pair, lang = run.parts[1], run.parts[1][3:]
+        args = contrastive.parse_args(shlex.split(command)[4:])
+        assert (args.source, args.correct, args.incorrect, args.image_order) == (
+            f"/c/{pair}/src.en",
+            f"/c/{pair}/correct.{lang}",
+            f"/c/{pair}/incorrect.{lang}",
+            f"/c/{pair}/img.order",
+        )
+        assert args.images == "/c/images" and args.json == f"{run}/seed1.contrastive.commute.json"
+    assert {Path(flag(c, "--json")).parts[1] for c in commands} == {"en-de", "en-fr"}
+    env.update(COMMUTE_IMAGES="/elsewhere", EXTRACTOR_WEIGHTS="/w/resnet50.pth")
+    out = bash(EXPERIMENTS, "--dry-run", "--stage", "evaluate", env=env)
+    command = evaluate_commands(out, "contrastive")[0]
+    assert "--images /elsewhere " in command and "--weights /w/resnet50.pth " in command
+
+
+def test_experiments_evaluate_skips_what_is_not_there(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "ck" / "en-de" / "baseline" / "seed1" / "checkpoint_best.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"")  # one run trained; no data, no CoMMuTE images
+    (tmp_path / "commute" / "en-de").mkdir(parents=True)
+    env = {"CHECKPOINTS": str(tmp_path / "ck"), "SEEDS": "1", "RESULTS": str(tmp_path / "r")}
+    env.update(COMMUTE=str(tmp_path / "commute"), DATA_DE=str(tmp_path / "no-data"))
+    out = bash(EXPERIMENTS, "--stage", "evaluate", env=env)
+    mse = tmp_path / "ck" / "en-de" / "mse_lr0.2" / "seed1" / "checkpoint_best.pt"
+    assert f"skipped: no {mse} (train stage main first)" in out
+    assert f"skipped: {tmp_path}/no-data has no split test1" in out
+    assert out.count("CoMMuTE en-de skipped: ") == 1  # said once, for the one trained run
+    assert f"no {tmp_path}/commute/en-de/src.en, correct.de or img.order: COMMUTE=" in out
+    assert not (tmp_path / "r").exists()
+
+
 def test_experiments_summary_stage_tables_the_scored_ensembles(tmp_path: Path) -> None:
     run = tmp_path / "en-fr" / "q-waae_lr0.2_la0.2" / "seeds1-2"
     run.mkdir(parents=True)
@@ -504,9 +601,11 @@ def test_experiments_summary_stage_tables_the_scored_ensembles(tmp_path: Path) -
     assert rows["q-waae_lr0.2_la0.2"] == [
         *("en-fr", "q-waae_lr0.2_la0.2", "1-2", "test1", "12", "58.50", "73.25", "57.00"),
         *("-", "-", "-", "-"),  # no seeds' JSON, no baseline
+        *("n/a", "n/a", "n/a"),  # no evaluate stage output
     ]
     assert rows["gated+q-waae_lr0.2_la0.2"][4:] == [
-        *("5", "58.50", "73.25", "57.00", "-", "transformer-text-only", "+0.00", "1.000")
+        *("5", "58.50", "73.25", "57.00", "-", "transformer-text-only", "+0.00", "1.000"),
+        *("n/a", "n/a", "n/a"),
     ]
     assert "no p-values for en-fr" in out  # DATA_FR does not exist here
     dry = bash(EXPERIMENTS, "--stage", "summary", "--dry-run", env=env)

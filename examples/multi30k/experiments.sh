@@ -9,7 +9,7 @@ set -euo pipefail
 PROG=experiments.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-ALL_STAGES=(main table2 table3 table4 table5 transformer decode seeds summary)
+ALL_STAGES=(main table2 table3 table4 table5 transformer decode evaluate seeds summary)
 
 usage() {
   cat <<'EOF'
@@ -36,11 +36,16 @@ Stages (default: all, in this order; repeat --stage to pick several):
            checkpoint_avg.pt and B = TRANSFORMER_BEAM for the Transformer) on its test splits,
            then python -m fairseq_mmt_adv.evaluation.scoring (tokenized lowercased BLEU, sacreBLEU, chrF,
            METEOR)
+  evaluate for every run above, each seed's checkpoint alone: does the model use the image?
+           (docs/EVALUATION.md) fairseq-mmt-evaluate incongruent on EVAL_SPLITS (a sweep: its
+           SWEEP_SPLITS) with PERMUTATIONS permutations of the images, and, when COMMUTE is set,
+           fairseq-mmt-evaluate contrastive on CoMMuTE's set of the pair (en-de, en-fr)
   seeds    multi_seed.py for the SEEDS systems: per-seed scores, mean +- std, ensemble
   summary  one line per scored ensemble: BLEU (tok, lc), METEOR, sacreBLEU, the seeds' mean +- std
            and, against the family's baseline (baseline; transformer-text-only), the BLEU
            difference with its p-value (paired bootstrap resampling): p < 0.05 tells a gain
-           from test-set noise
+           from test-set noise; beside them, from the evaluate stage, the CoMMuTE accuracy
+           with its bootstrap interval and the incongruent-image BLEU drop with its p-value
 
 Options:
   --stage S     run stage S only (repeatable)
@@ -57,7 +62,9 @@ Environment:
                         stage uses FEATURES_DE too)
   CHECKPOINTS           default checkpoints; a run trains in CHECKPOINTS/PAIR/NAME/seedN
   RESULTS               default results; decoding writes RESULTS/PAIR/NAME/seedsS/
-                        beamB.ensemble.SPLIT.{txt,json,log} (S: the seeds, e.g. 1-2-3-4-5)
+                        beamB.ensemble.SPLIT.{txt,json,log} (S: the seeds, e.g. 1-2-3-4-5),
+                        evaluate beside them beamB.seedN.incongruent.SPLIT.{json,log} and
+                        seedN.contrastive.commute.{json,log}
   SEEDS                 seeds of the main systems (default "1 2 3 4 5")
   SWEEP_SEEDS           seeds of the Table 2-3 sweeps (default "1"; "1 2 3 4 5" for the paper's
                         protocol, 5x the time)
@@ -65,6 +72,14 @@ Environment:
                         but valid and train, i.e. test test1 test2 test3)
   SWEEP_SPLITS          splits decoded for the sweeps (default test2 = test_2017_mscoco, the
                         COCO-ambiguous set of Tables 2-4)
+  EVAL_SPLITS           splits of the evaluate stage (default "test test1 test2": Test 2016,
+                        Test 2017, COCO-ambiguous)
+  PERMUTATIONS          permutations of the images per split in the evaluate stage (default 3)
+  COMMUTE               a clone of github.com/MatthieuFP/CoMMuTE (DIR/en-de, DIR/en-fr) with its
+                        images, which you download, in DIR/images; unset: CoMMuTE is skipped
+  COMMUTE_IMAGES        CoMMuTE's image directory (default COMMUTE/images)
+  EXTRACTOR_WEIGHTS     ResNet-50 state_dict for CoMMuTE's images (fairseq-mmt-evaluate
+                        --weights; default: torchvision's)
   BEAM                  beam size for decoding the cGRU systems (default 12)
   TRANSFORMER_BEAM      beam size for decoding the Transformer systems (default 5)
   BATCH_SIZE            decoding batch size (default 64)
@@ -76,6 +91,7 @@ Examples:
   examples/multi30k/experiments.sh --dry-run --stage table2
   examples/multi30k/experiments.sh --stage main --stage decode --stage seeds
   examples/multi30k/experiments.sh --stage transformer --stage decode --stage summary
+  COMMUTE=CoMMuTE examples/multi30k/experiments.sh --stage evaluate --stage summary
 EOF
 }
 
@@ -117,6 +133,10 @@ SWEEP_SPLITS=${SWEEP_SPLITS:-test2}
 BEAM=${BEAM:-12}
 TRANSFORMER_BEAM=${TRANSFORMER_BEAM:-5}
 BATCH_SIZE=${BATCH_SIZE:-64}
+EVAL_SPLITS=${EVAL_SPLITS:-test test1 test2}
+PERMUTATIONS=${PERMUTATIONS:-3}
+COMMUTE=${COMMUTE:-}
+COMMUTE_IMAGES=${COMMUTE_IMAGES:-${COMMUTE:+$COMMUTE/images}}
 if [[ -z ${PYTHON:-} ]]; then
   if [[ -x $REPO/.venv/bin/python ]]; then PYTHON=$REPO/.venv/bin/python; else PYTHON=python3; fi
 fi
@@ -221,6 +241,12 @@ test_splits() {  # test_splits PAIR: TEST_SPLITS, else the splits of DATA/splits
 
 target_lang() { echo "${1#en-}"; }
 
+results_dir() {  # results_dir PAIR CHECKPOINT SEEDS: RESULTS/PAIR/NAME/seedsS of a run
+  local name
+  name=$(basename "$(dirname "$(dirname "$2")")")
+  echo "$RESULTS/$1/$name/seeds$(join_seeds "$3")"
+}
+
 join_seeds() {  # join_seeds "1 2 3": 1-2-3
   local words
   read -ra words <<<"$1"
@@ -249,7 +275,7 @@ decode_stage() {
     paths=$(printf '%s:' "${checkpoints[@]}")
     paths=${paths%:}
     name=$(basename "$(dirname "$(dirname "${checkpoints[0]}")")")
-    out=$RESULTS/$pair/$name/seeds$(join_seeds "$seeds")
+    out=$(results_dir "$pair" "${checkpoints[0]}" "$seeds")
     for split in $splits; do
       key="$out|$split"
       [[ -z ${DECODED[$key]:-} ]] || continue  # a sweep point that is also a main system
@@ -301,6 +327,108 @@ decode_stage() {
   done
 }
 
+# evaluate_step JSON COMMAND...: one fairseq-mmt-evaluate command that writes JSON, its stdout
+# and stderr in JSON's .log; --dry-run prints it. A JSON already there is kept (restarts).
+evaluate_step() {
+  local json=$1 log_file=${1%.json}.log
+  shift
+  if [[ $DRY_RUN == 1 ]]; then
+    print_command "$@"
+    return
+  fi
+  if [[ -s $json ]]; then
+    log "$json exists, skipped"
+    return
+  fi
+  mkdir -p "$(dirname "$json")"
+  if "$@" >"$log_file" 2>&1; then
+    log "$json written"
+  else
+    rm -f "$json"
+    log "FAILED: $(print_command "$@"), see $log_file"
+    FAILED+=("$json")
+  fi
+}
+
+# commute_ready PAIR: whether CoMMuTE's set of PAIR is there (why not is said once a pair).
+declare -A COMMUTE_SAID=()
+commute_ready() {
+  local set=$COMMUTE/$1 lang why=""
+  lang=$(target_lang "$1")
+  [[ -n $COMMUTE ]] || return 1
+  [[ $DRY_RUN == 0 ]] || return 0
+  if [[ ! -f $set/src.en || ! -f $set/correct.$lang || ! -f $set/img.order ]]; then
+    why="no $set/src.en, correct.$lang or img.order: COMMUTE=$COMMUTE must be a clone of"
+    why+=" https://github.com/MatthieuFP/CoMMuTE"
+  elif [[ ! -d $COMMUTE_IMAGES ]]; then
+    why="no image directory $COMMUTE_IMAGES: download CoMMuTE's images.tar.gz (its README) and"
+    why+=" extract it in $COMMUTE, or set COMMUTE_IMAGES"
+  fi
+  [[ -n $why ]] || return 0
+  [[ -n ${COMMUTE_SAID[$1]:-} ]] || log "CoMMuTE $1 skipped: $why"
+  COMMUTE_SAID[$1]=1
+  return 1
+}
+
+# evaluate_seed STAGE PAIR OUT CHECKPOINT SEED SPLITS: one checkpoint's image use: incongruent
+# images on each split, and CoMMuTE's set of the pair when COMMUTE is set. The file names are
+# those that fairseq_mmt_adv/recipes/summary.py reads.
+evaluate_seed() {
+  local stage=$1 pair=$2 out=$3 checkpoint=$4 seed=$5 splits=$6 data lang beam split json set
+  local evaluate=("$PYTHON" -m fairseq_mmt_adv.evaluation.cli) weights=()
+  data=$(data_of "$pair" "$stage")
+  lang=$(target_lang "$pair")
+  beam=$(beam_of "$stage")
+  if [[ $DRY_RUN == 0 && ! -f $checkpoint ]]; then
+    log "skipped: no $checkpoint (train stage $stage first)"
+    return
+  fi
+  for split in $splits; do
+    json=$out/beam$beam.seed$seed.incongruent.$split.json
+    printf '# evaluate %s seed %s: incongruent images on %s\n' "$out" "$seed" "$split"
+    if [[ $DRY_RUN == 0 ]] && ! compgen -G "$data/$split.$pair.*.idx" >/dev/null; then
+      log "skipped: $data has no split $split"
+      continue
+    fi
+    evaluate_step "$json" "${evaluate[@]}" incongruent "$data" --path "$checkpoint" \
+      --visual-features "$(features_of "$pair")" --gen-subset "$split" \
+      --permutations "$PERMUTATIONS" --beam "$beam" --remove-bpe --batch-size "$BATCH_SIZE" \
+      --json "$json"
+  done
+  commute_ready "$pair" || return 0
+  set=$COMMUTE/$pair
+  json=$out/seed$seed.contrastive.commute.json
+  [[ -z ${EXTRACTOR_WEIGHTS:-} ]] || weights=(--weights "$EXTRACTOR_WEIGHTS")
+  printf '# evaluate %s seed %s: CoMMuTE %s\n' "$out" "$seed" "$pair"
+  evaluate_step "$json" "${evaluate[@]}" contrastive "$data" --path "$checkpoint" \
+    --source "$set/src.en" --correct "$set/correct.$lang" --incorrect "$set/incorrect.$lang" \
+    --images "$COMMUTE_IMAGES" --image-order "$set/img.order" --batch-size "$BATCH_SIZE" \
+    "${weights[@]}" --json "$json"
+}
+
+declare -A EVALUATED=()
+evaluate_stage() {
+  local run rstage pair system options seeds splits checkpoints out seed i=0
+  log "stage evaluate (incongruent images: $PERMUTATIONS permutations; beam $BEAM," \
+    "Transformer $TRANSFORMER_BEAM)"
+  [[ -n $COMMUTE ]] || log "CoMMuTE skipped: set COMMUTE=DIR, a clone of" \
+    "https://github.com/MatthieuFP/CoMMuTE with its images in DIR/images (README.md, section 4)"
+  for run in "${RUNS[@]}"; do
+    IFS='|' read -r rstage pair system options seeds splits <<<"$run"
+    [[ -n $splits ]] || splits=$EVAL_SPLITS
+    checkpoints=()
+    mapfile -t checkpoints < <(run_checkpoints "$rstage" "$pair" "$system" "$options" "$seeds")
+    out=$(results_dir "$pair" "${checkpoints[0]}" "$seeds")
+    i=0
+    for seed in $seeds; do
+      i=$((i + 1))
+      [[ -z ${EVALUATED[$out|$seed]:-} ]] || continue  # a sweep point that is a main system
+      EVALUATED[$out|$seed]=1
+      evaluate_seed "$rstage" "$pair" "$out" "${checkpoints[i - 1]}" "$seed" "$splits"
+    done
+  done
+}
+
 seeds_stage() {
   local run rstage pair system options seeds splits seed checkpoints name command out split_list
   local beam dirs checkpoint
@@ -313,7 +441,7 @@ seeds_stage() {
     checkpoints=()
     mapfile -t checkpoints < <(run_checkpoints "$rstage" "$pair" "$system" "$options" "$seeds")
     name=$(basename "$(dirname "$(dirname "${checkpoints[0]}")")")
-    out=$RESULTS/$pair/$name/seeds$(join_seeds "$seeds")
+    out=$(results_dir "$pair" "${checkpoints[0]}" "$seeds")
     read -ra split_list <<<"$splits"
     dirs=()
     for checkpoint in "${checkpoints[@]}"; do dirs+=("$(dirname "$checkpoint")"); done
@@ -369,6 +497,7 @@ for stage in "${ALL_STAGES[@]}"; do
   case $stage in
     main | table2 | table3 | table4 | table5 | transformer) train_stage "$stage" ;;
     decode) decode_stage ;;
+    evaluate) evaluate_stage ;;
     seeds) seeds_stage ;;
     summary) summary_stage ;;
   esac

@@ -15,18 +15,26 @@
   ``transformer-text-only`` for the Transformer ones) on the same split and beam: the BLEU
   difference of the ensembles and its p-value by paired bootstrap resampling
   (``fairseq_mmt_adv.evaluation.significance``), which needs the references
-  ``DIR/text/SPLIT.LANG`` of ``--data PAIR=DIR``;
+  ``DIR/text/SPLIT.LANG`` of ``--data PAIR=DIR``; and whether the run uses the image, from the
+  evaluate stage's ``fairseq-mmt-evaluate`` outputs beside the ensemble's, one per seed
+  (``n/a`` without them): the CoMMuTE accuracy (``seedN.contrastive.commute.json``) with its 95 %
+  bootstrap interval, and the BLEU lost with other sentences' images
+  (``beamB.seedN.incongruent.SPLIT.json``) with its p-value (docs/EVALUATION.md);
 * ``best-bleu``: ``N epochs, best valid BLEU x`` of a fairseq-train JSON log.
 """
 
 import argparse
 import json
+import statistics
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from fairseq_mmt_adv.evaluation.contrastive import interval
 from fairseq_mmt_adv.evaluation.scoring import ScoringError
 from fairseq_mmt_adv.evaluation.significance import N_SAMPLES, paired_bootstrap_files
 from fairseq_mmt_adv.recipes import systems
@@ -94,6 +102,81 @@ class Decoded:
         return f"{mean:.2f}" if std is None else f"{mean:.2f}±{std:.2f}"
 
 
+def contrastive_json(directory: Path, seed: str) -> Path:
+    """The evaluate stage's ``fairseq-mmt-evaluate contrastive`` output of one seed (CoMMuTE)."""
+    return directory / f"seed{seed}.contrastive.commute.json"
+
+
+def incongruent_json(directory: Path, beam: str, seed: str, split: str) -> Path:
+    """The evaluate stage's ``fairseq-mmt-evaluate incongruent`` output of one seed and split."""
+    return directory / f"beam{beam}.seed{seed}.incongruent.{split}.json"
+
+
+def read_evaluations(paths: Sequence[Path], keys: Sequence[str]) -> list[dict]:
+    """The JSON outputs among ``paths`` that exist (a seed not evaluated is left out)."""
+    found = []
+    for path in paths:
+        if not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        missing = [key for key in keys if key not in result]
+        if missing:
+            raise ValueError(
+                f"{path} lacks {', '.join(missing)}: give fairseq-mmt-evaluate --json output "
+                "(examples/multi30k/experiments.sh --stage evaluate)"
+            )
+        found.append(result)
+    return found
+
+
+def spread(values: Sequence[float], sign: str = "") -> str:
+    """``mean`` of one value, ``mean±std`` (sample std) of several."""
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:{sign}.2f}"
+    return f"{mean:{sign}.2f}±{statistics.stdev(values):.2f}"
+
+
+def seeds_note(found: Sequence, row: Decoded) -> str:
+    """``(k/n)`` when only k of the row's n seeds were evaluated."""
+    total = len(row.seeds.split("-"))
+    return "" if len(found) == total else f"({len(found)}/{total})"
+
+
+def contrastive_cell(row: Decoded) -> str:
+    """The CoMMuTE accuracy over the seeds (mean, ±std) with the 95 % bootstrap interval of
+    that mean over the lines, ``n/a`` without the evaluate stage's output."""
+    paths = [contrastive_json(row.path.parent, seed) for seed in row.seeds.split("-")]
+    found = read_evaluations(paths, ["accuracy", "lines"])
+    if not found:
+        return "n/a"
+    counts = {len(result["lines"]) for result in found}
+    if len(counts) != 1:
+        raise ValueError(
+            f"the CoMMuTE outputs of {row.path.parent} have different numbers of lines "
+            f"({sorted(counts)}): evaluate every seed on the same set"
+        )
+    right = np.array([[line["right"] for line in result["lines"]] for result in found], float)
+    low, high = interval(right.mean(axis=0))
+    accuracy = spread([result["accuracy"] for result in found])
+    return f"{accuracy}[{low:.1f}-{high:.1f}]{seeds_note(found, row)}"
+
+
+def incongruent_cells(row: Decoded) -> list[str]:
+    """The BLEU lost with incongruent images (congruent minus incongruent; mean, ±std over the
+    seeds) and the largest of the seeds' p-values; ``n/a`` without the evaluate stage's output."""
+    paths = [
+        incongruent_json(row.path.parent, row.beam, seed, row.split)
+        for seed in row.seeds.split("-")
+    ]
+    found = read_evaluations(paths, ["delta", "p_value"])
+    if not found:
+        return ["n/a", "n/a"]
+    delta = spread([result["delta"] for result in found], sign="+")
+    p_value = max(result["p_value"] for result in found)
+    return [delta + seeds_note(found, row), f"{p_value:.3f}"]
+
+
 def decoded_outputs(root: str | Path, beams: Sequence[int | str]) -> list[Decoded]:
     return [
         Decoded(path, str(beam))
@@ -139,6 +222,11 @@ TABLE_NOTES = (
     "tokenized lowercased BLEU). p < 0.05: a gain unlikely to be test-set noise; the spread "
     "over seeds is the other noise to weigh. '-': a baseline itself, a run of no known system, or "
     "no baseline output for that pair, split and beam.",
+    "CoMMuTE: contrastive accuracy, % (50 for a model that ignores the image), mean ± std over "
+    "the seeds, [95 % bootstrap interval over the lines]; dIncong: BLEU with the own images "
+    "minus BLEU with other sentences' images, mean ± std over the seeds; pIncong: the largest "
+    "p-value of that drop (paired bootstrap), seeds and permutations; (k/n): k of n seeds "
+    "evaluated; n/a: no evaluate stage output (docs/EVALUATION.md).",
 )
 
 
@@ -153,7 +241,7 @@ def results_table(
     rows = decoded_outputs(root, beams)
     data = data or {}
     header = ["pair", "run", "seeds", "split", "beam", "BLEU", "METEOR", "sacreBLEU"]
-    header += ["seeds BLEU", "vs", "dBLEU", "p"]
+    header += ["seeds BLEU", "vs", "dBLEU", "p", "CoMMuTE", "dIncong", "pIncong"]
     table = [header]
     for row in rows:
         scores = json.loads(row.path.read_text())
@@ -161,6 +249,7 @@ def results_table(
             [row.pair, row.run, row.seeds, row.split, row.beam, f"{scores['bleu_tok_lc']:.2f}"]
             + [_meteor(scores), f"{scores['bleu_sacre']:.2f}", row.seed_bleu()]
             + comparison(row, rows, data)
+            + [contrastive_cell(row), *incongruent_cells(row)]
         )
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in table]
