@@ -5,6 +5,7 @@ the bad input they refuse, named."""
 
 import functools
 import importlib.util
+import json
 import shlex
 import shutil
 import subprocess
@@ -500,6 +501,33 @@ def test_images_translate_as_their_extracted_features(image_model, tmp_path, cap
     np.testing.assert_array_equal(extracted, np.load(root / "features" / "test.npy"))
     assert by_images == by_features
     assert capsys.readouterr().out.splitlines() == by_features
+
+
+def test_contrastive_scores_images_as_their_extracted_features(image_model, tmp_path):
+    """fairseq-mmt-evaluate contrastive with --images and --image-order (CoMMuTE's route) scores
+    each line as with the features that scripts/extract_features.py made of those images."""
+    from fairseq_mmt_adv.evaluation import cli as evaluate_cli
+
+    root = image_model["root"]
+    german = (root / "raw" / "test.de").read_text().splitlines()
+    files = {"source": root / "raw" / "test.en", "correct": root / "raw" / "test.de"}
+    files["incorrect"] = tmp_path / "incorrect.de"
+    files["incorrect"].write_text("\n".join(german[1:] + german[:1]) + "\n")
+    order = tmp_path / "img.order"
+    order.write_text("".join(f"{path.name}\n" for path in image_model["paths"]))
+    base = ["contrastive", str(root / "bin"), "--cpu"]
+    base += ["--path", str(image_model["model"] / "checkpoint_last.pt")]
+    base += [item for key, path in files.items() for item in (f"--{key}", str(path))]
+    found = {}
+    for route, flags in {
+        "images": ["--images", str(root / "images"), "--image-order", str(order)],
+        "features": ["--features", str(root / "features" / "test.npy")],
+    }.items():
+        with single_thread():
+            assert evaluate_cli.main([*base, *flags, "--json", str(tmp_path / route)]) == 0
+        found[route] = json.loads((tmp_path / route).read_text())
+    assert found["images"]["items"] == 3
+    assert found["images"]["lines"] == found["features"]["lines"]
 
 
 def test_images_are_refused_from_other_weights_or_unreadable(image_model, tmp_path):
