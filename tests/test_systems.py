@@ -206,9 +206,15 @@ def test_errors_name_the_flag(name: str, weights: dict, message: str) -> None:
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess:
-    """``python -m fairseq_mmt_adv.recipes.systems``, as train.sh runs it."""
-    command = [sys.executable, "-m", "fairseq_mmt_adv.recipes.systems", *argv]
-    return subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    """``python -m fairseq_mmt_adv.recipes.systems ARGV`` in-process (train.sh's tests run the
+    command itself): its status, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = systems.main(list(argv))
+        except SystemExit as exit_:
+            status = exit_.code
+    return subprocess.CompletedProcess(argv, status, out.getvalue(), err.getvalue())
 
 
 def test_importing_the_module_registers_the_plugin() -> None:
