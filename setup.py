@@ -13,6 +13,11 @@ setup(
     description="Multimodal machine translation with adversarial visual reconstruction (fairseq)",
     packages=find_packages(include=["fairseq_mmt_adv", "fairseq_mmt_adv.*"]),
     python_requires=">=3.11",
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+    ],
     install_requires=[
         "torch>=2.0",
         "numpy",
