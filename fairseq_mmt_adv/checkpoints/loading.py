@@ -138,13 +138,18 @@ def read_entry(path: str, key: str) -> Any:
     overwrites ``checkpoint_last.pt`` in place, and a tensor still mapped from it would then
     read the new file's bytes (a resumed run's feature statistics turned to garbage that way).
     """
+    return copied_out(read_mapped(path).get(key))
+
+
+def read_mapped(path: str) -> dict[str, Any]:
+    """A whole checkpoint, its tensors memory-mapped (nothing is read until used); a damaged
+    file raises :class:`CheckpointError`. Copy out what is kept (:func:`read_entry`)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         if is_intact(path):
             raise
         raise damaged_checkpoint_error(path, error) from error
-    return copied_out(state.get(key))
 
 
 def copied_out(value):

@@ -15,6 +15,7 @@ module tree (see :class:`CriticTrainer`). See ``docs/CRITERION.md``.
 """
 
 import ast
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from fairseq_mmt_adv.modules import (
     VisualFeatureGenerator,
 )
 from fairseq_mmt_adv.modules.critic_trainer import CriticTrainer
+
+logger = logging.getLogger(__name__)
 
 RECONSTRUCTION_CHOICES = ChoiceEnum(["mse", "q-waae", "g-wgan"])
 ADVERSARIAL_LOSS_CHOICES = ChoiceEnum(["wasserstein", "log"])
@@ -250,6 +253,10 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
                 eps_on_fake=mode == "q-waae",
             )
         self.refuse_resumed_state(task)
+        # a run that starts from another model's weights (--finetune-from-model) loads that
+        # model's criterion state if it fits, else G and D start as built here
+        initial_checkpoint = getattr(task, "initial_checkpoint", None)
+        self.initial_checkpoint = initial_checkpoint() if initial_checkpoint else None
 
     def forward(
         self, model: nn.Module, sample: dict[str, Any], reduce: bool = True
@@ -411,6 +418,13 @@ class AdversarialReconstructionCriterion(LabelSmoothedCrossEntropyCriterion):
         return None
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        problem = self.state_mismatch(state_dict)
+        if problem is not None and self.initial_checkpoint is not None:
+            logger.info(
+                f"{self.initial_checkpoint}: its criterion state does not fit ({problem}); "
+                f"G{' and D' if self.critic is not None else ''} start as initialized"
+            )
+            return None
         self.check_state(state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 

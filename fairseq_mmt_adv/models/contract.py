@@ -63,6 +63,10 @@ class MultimodalModel:
     fusion_site: str  # where its fusion acts (fusions.registry.SITES)
     fusion_owner: str  # "encoder" or "decoder": the part that holds the fusion
     arch_name: str
+    # fairseq models (their registry names) whose checkpoints are text models of the family,
+    # which a model can start from (models/text_start.py) beside its own --visual-fusion none
+    text_model_families: tuple[str, ...] = ()
+    _text_model_source: str | None = None  # set by start_from_text_model until the next load
 
     @classmethod
     def build_model_fusion(
@@ -84,6 +88,43 @@ class MultimodalModel:
     @property
     def fusion(self) -> Fusion:
         return getattr(self, self.fusion_owner).fusion
+
+    @property
+    def fusion_name(self) -> str:
+        """Its ``--visual-fusion``."""
+        return self.encoder.visual_input.fusion
+
+    @classmethod
+    def architecture_options(cls, model_cfg) -> dict:
+        """The options of ``model_cfg`` (this family's, or a text model's) that shape the
+        function, which a text model it starts from must share (flat flag names)."""
+        return {}
+
+    def text_model_keys(self) -> list[str]:
+        """The state that a text model of the family lacks: the fusion's parameters and the
+        encoder's feature normalization."""
+        prefixes = (f"{self.fusion_owner}.fusion.", "encoder.visual_input.")
+        return [key for key in self.state_dict() if key.startswith(prefixes)]
+
+    def start_from_text_model(self, source: str) -> None:
+        """Set the fusion to its identity, and let the next :meth:`load_state_dict` take a text
+        model's state (``source``), completed by this model's :meth:`text_model_keys`."""
+        self.fusion.init_identity()
+        self._text_model_source = source
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        if self._text_model_source is not None:
+            own = self.state_dict()
+            state_dict = {**state_dict, **{key: own[key] for key in self.text_model_keys()}}
+            self._text_model_source = None
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+
+    def freeze_text_model(self) -> None:
+        """``--freeze-text-model``: only the fusion's parameters train; the text model's stay
+        as they are (fairseq's optimizer takes the parameters that require gradients)."""
+        trained = f"{self.fusion_owner}.fusion."
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad = name.startswith(trained)
 
     @property
     def uses_image(self) -> bool:

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from fairseq_mmt_adv.fusions.registry import ENCODER_OUTPUT, Fusion
 from fairseq_mmt_adv.models.contract import MultimodalModel, last_real_state, visual_features_of
+from fairseq_mmt_adv.models.text_start import as_attributes, config_options
 from fairseq_mmt_adv.models.visual_input import VisualInput
 
 
@@ -50,6 +51,23 @@ class TransformerMMTConfig(TransformerConfig):
     selective_attention_heads: int = field(
         default=1, metadata={"help": "heads of the selective attention over image regions"}
     )
+    freeze_text_model: bool = field(
+        default=False,
+        metadata={"help": "train the fusion only: the text model's weights stay as loaded"},
+    )
+
+
+# Options that a fine-tuning run may set otherwise than its text model: regularization, memory,
+# positions (sinusoidal; learned ones are checked by their shapes) and pruning.
+TRAINING_OPTIONS = {
+    "_name", "dropout", "attention_dropout", "activation_dropout", "relu_dropout",
+    "adaptive_softmax_dropout", "checkpoint_activations", "offload_activations",
+    "min_params_to_wrap", "max_source_positions", "max_target_positions", "export",
+    "encoder__name", "encoder_embed_path", "encoder_layerdrop", "encoder_layers_to_keep",
+    "encoder_xformers_att_config", "decoder__name", "decoder_embed_path", "decoder_layerdrop",
+    "decoder_layers_to_keep", "decoder_xformers_att_config", "quant_noise__name",
+    "quant_noise_pq", "quant_noise_pq_block_size", "quant_noise_scalar",
+}  # fmt: skip
 
 
 DEFAULTS = TransformerMMTConfig()
@@ -115,6 +133,14 @@ class TransformerMMTModel(MultimodalModel, TransformerModel):
 
     fusion_site, fusion_owner = ENCODER_OUTPUT, "encoder"
     arch_name = "transformer_mmt"
+    text_model_families = ("transformer",)
+
+    @classmethod
+    def architecture_options(cls, model_cfg) -> dict:
+        """fairseq's ``TransformerConfig`` options but those a fine-tuning run may change."""
+        config = TransformerConfig.from_namespace(as_attributes(model_cfg))
+        options = config_options(config, TransformerConfig)
+        return {name: value for name, value in options.items() if name not in TRAINING_OPTIONS}
 
     @classmethod
     def add_args(cls, parser) -> None:
@@ -138,6 +164,8 @@ class TransformerMMTModel(MultimodalModel, TransformerModel):
             cfg.visual_fusion, features, encoder.embed_tokens.embedding_dim, cfg
         )
         encoder.visual_input = cls.build_visual_input(cfg.visual_fusion, features)
+        if cfg.freeze_text_model:
+            model.freeze_text_model()
         return model
 
     @classmethod
@@ -187,6 +215,7 @@ def transformer_mmt(args) -> None:
     args.selective_attention_heads = getattr(
         args, "selective_attention_heads", DEFAULTS.selective_attention_heads
     )
+    args.freeze_text_model = getattr(args, "freeze_text_model", DEFAULTS.freeze_text_model)
     base_architecture(args)
 
 

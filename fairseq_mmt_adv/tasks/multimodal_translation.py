@@ -26,6 +26,8 @@ from fairseq_mmt_adv.data.feature_files import (
 )
 from fairseq_mmt_adv.data.multimodal_language_pair_dataset import MultimodalLanguagePairDataset
 from fairseq_mmt_adv.data.visual_features import VisualFeatureDataset, feature_statistics
+from fairseq_mmt_adv.models.contract import MultimodalModel
+from fairseq_mmt_adv.models.text_start import check_frozen, start_from
 from fairseq_mmt_adv.models.visual_input import CONSTANT, NORMALIZATIONS
 from fairseq_mmt_adv.modules.diverse_beam_search import DiverseBeamSearchByRow
 
@@ -66,6 +68,9 @@ class MultimodalTranslationConfig(TranslationConfig):
     save_dir: str = II("checkpoint.save_dir")
     restore_file: str = II("checkpoint.restore_file")
     checkpoint_suffix: str = II("checkpoint.checkpoint_suffix")
+    finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")
+    reset_optimizer: bool = II("checkpoint.reset_optimizer")
+    reset_dataloader: bool = II("checkpoint.reset_dataloader")
     # what fairseq-generate decodes with (--path)
     checkpoint_paths: Optional[str] = II("common_eval.path")
 
@@ -127,6 +132,7 @@ class MultimodalTranslationTask(TranslationTask):
         self.trained_model = None
         self._decoding_state = False  # True once a checkpoint's state has been loaded
         self._resume_checked = False
+        self.starts_from_text_model = False  # set by build_model
         self.state.add_factory("visual_features_dir", self._given_features_dir)
         self.state.add_factory("visual_feature_dim", lambda: self._trained_on("visual_feature_dim"))
         self.state.add_factory(
@@ -223,14 +229,35 @@ class MultimodalTranslationTask(TranslationTask):
 
     # ------------------------------------------------------------------ resuming
 
+    def loaded_checkpoint(self) -> tuple[str, bool] | None:
+        """The checkpoint fairseq-train loads, as fairseq chooses it, and whether the run
+        resumes from it (True) or only starts from its weights (False): ``--finetune-from-model``
+        on a first launch, or ``--restore-file`` with ``--reset-optimizer --reset-dataloader``.
+        None when the run starts from scratch."""
+        suffix = self.cfg.checkpoint_suffix or ""
+        if self.cfg.restore_file == "checkpoint_last.pt":
+            last = os.path.join(self.cfg.save_dir, f"checkpoint_last{suffix}.pt")
+            if os.path.isfile(last):
+                return last, True
+            finetune = getattr(self.cfg, "finetune_from_model", None)
+            return (finetune, False) if finetune else None
+        restore = self.cfg.restore_file.replace(".pt", f"{suffix}.pt")
+        if not os.path.isfile(restore):
+            return None
+        fresh = getattr(self.cfg, "reset_optimizer", False) and getattr(
+            self.cfg, "reset_dataloader", False
+        )
+        return restore, not fresh
+
     def resume_checkpoint(self) -> str | None:
-        """The checkpoint fairseq-train resumes from, as fairseq chooses it, if it exists."""
-        restore = self.cfg.restore_file
-        if restore == "checkpoint_last.pt":
-            restore = os.path.join(
-                self.cfg.save_dir, f"checkpoint_last{self.cfg.checkpoint_suffix}.pt"
-            )
-        return restore if os.path.isfile(restore) else None
+        """The checkpoint fairseq-train resumes from, if it resumes (:meth:`loaded_checkpoint`)."""
+        loaded = self.loaded_checkpoint()
+        return loaded[0] if loaded is not None and loaded[1] else None
+
+    def initial_checkpoint(self) -> str | None:
+        """The checkpoint whose weights a new run starts from (:meth:`loaded_checkpoint`)."""
+        loaded = self.loaded_checkpoint()
+        return loaded[0] if loaded is not None and not loaded[1] else None
 
     def _adopt_resumed_state(self) -> None:
         """When training resumes, take what the model was trained on from the checkpoint, after
@@ -372,8 +399,17 @@ class MultimodalTranslationTask(TranslationTask):
 
     def build_model(self, cfg, from_checkpoint: bool = False):
         """Build the model, and remember it as the one that the criterion built next trains:
-        ``adversarial_reconstruction`` sizes G and D by its ``final_hidden_size``."""
-        self.trained_model = super().build_model(cfg, from_checkpoint)
+        ``adversarial_reconstruction`` sizes G and D by its ``final_hidden_size``. A model
+        that fairseq-train then loads from a text model's checkpoint is prepared for it
+        (:func:`~fairseq_mmt_adv.models.text_start.start_from`)."""
+        self.trained_model = model = super().build_model(cfg, from_checkpoint)
         _ = self.state.visual_feature_extractor  # measured now, so that checkpoints record it
         _ = self.state.dictionaries
-        return self.trained_model
+        self.starts_from_text_model = False
+        if not from_checkpoint and isinstance(model, MultimodalModel):
+            initial = self.initial_checkpoint()
+            if initial is not None:
+                self.starts_from_text_model = start_from(model, self, initial, cfg)
+            if getattr(cfg, "freeze_text_model", False):
+                check_frozen(model, self.loaded_checkpoint())
+        return model
