@@ -4,13 +4,17 @@ the fusion starts at its identity (the text model's translations, exactly for ``
 ``--freeze-text-model`` keeps every text weight, every reconstruction mode trains, and what
 cannot start from the text model is refused with both sides named."""
 
+import json
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from helpers import PACKAGE_DIR, generate, preprocess, train, write_tiny_corpus
+from helpers import PACKAGE_DIR, generate, preprocess, single_thread, train, write_tiny_corpus
 
+from fairseq_mmt_adv import MultimodalTranslator
+from fairseq_mmt_adv.evaluation import cli as evaluate
 from fairseq_mmt_adv.fusions.registry import build_fusion
 from fairseq_mmt_adv.fusions.selective_attention import IDENTITY_GATE_BIAS
 from fairseq_mmt_adv.models.text_start import TextStartError
@@ -68,11 +72,17 @@ def text_model(tiny_corpus, tmp_path_factory) -> Path:
     return train_text_model(tiny_corpus, tmp_path_factory.mktemp("text"))
 
 
-@pytest.mark.parametrize("fusion", ["gated", "selective-attn"])
+@pytest.fixture(scope="module", params=["gated", "selective-attn"])
+def at_identity(request, tiny_corpus, text_model, tmp_path_factory) -> tuple[str, Path]:
+    """``(fusion, checkpoint)``: fine-tuned from the text model with learning rate 0."""
+    save_dir = tmp_path_factory.mktemp(request.param)
+    return request.param, finetune(tiny_corpus, save_dir, text_model, *LR_0, fusion=request.param)
+
+
 def test_with_learning_rate_0_the_model_decodes_as_the_text_model(
-    tiny_corpus, text_model, tmp_path, fusion
+    tiny_corpus, text_model, at_identity
 ):
-    tuned = finetune(tiny_corpus, tmp_path, text_model, *LR_0, fusion=fusion)
+    fusion, tuned = at_identity
     text, both = weights(text_model), weights(tuned)
     assert all(torch.equal(text[key], both[key]) for key in text)
     added = sorted(set(both) - set(text))
@@ -83,6 +93,31 @@ def test_with_learning_rate_0_the_model_decodes_as_the_text_model(
                      *DECODE)  # fmt: skip
     ours = generate(*multimodal(tiny_corpus), "--path", str(tuned), *DECODE)
     assert len(decoded(stock)) == 61 and decoded(ours) == decoded(stock)
+
+
+def test_the_translator_and_evaluate_take_a_fine_tuned_checkpoint(
+    tiny_corpus, text_model, at_identity, tmp_path
+):
+    """At its identity the model ignores the image: the translator gives the text model's
+    translations with any image, and incongruent images cost exactly nothing."""
+    fusion, tuned = at_identity
+    stock = generate(str(tiny_corpus / "bin"), "--task", "translation", "--path", str(text_model),
+                     *DECODE)  # fmt: skip
+    expected = [text for _, text in sorted((int(k[2:]), v[1]) for k, v in decoded(stock).items())]
+    sources = (tiny_corpus / "test.en").read_text().splitlines()
+    features = np.load(tiny_corpus / "features" / "test.npy")
+    translator = MultimodalTranslator.from_pretrained(
+        tuned.parent, tuned.name, str(tiny_corpus / "bin"), cpu=True
+    )
+    with single_thread():
+        assert translator.translate(sources, features=features, beam=2) == expected
+        assert translator.translate(sources, features=features[::-1].copy(), beam=2) == expected
+        flags = ["--gen-subset", "test", "--permutations", "1", "--cpu"]
+        result = tmp_path / "incongruent.json"
+        argv = ["incongruent", str(tiny_corpus / "bin"), "--path", str(tuned), *flags]
+        assert evaluate.main([*argv, "--json", str(result)]) == 0
+    scores = json.loads(result.read_text())
+    assert scores["delta"] == 0 and scores["p_value"] == 1
 
 
 def test_selective_attention_starts_within_sigmoid_minus_30():
