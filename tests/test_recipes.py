@@ -86,6 +86,7 @@ def table(tmp_path_factory) -> dict:
     path = tmp_path_factory.mktemp("systems") / "table.tsv"
     runs = [f"--system {name}" for name in [*TRAIN_SYSTEMS, *systems.names("transformer")]]
     runs += ["--system g-wgan --noise-dim 512 --lambda-a 0.5", "--system g-wgan --noise-dim 512"]
+    runs += ["--system finetuned-gated+mse --freeze-text-model"]
     path.write_text(bash(TRAIN, "--systems-table", stdin="\n".join(runs)))
     return {"SYSTEMS_TABLE": str(path)}
 
@@ -126,6 +127,9 @@ WU_ET_AL = {
     "no_epoch_checkpoints": False,
     "seed": 2,
 }
+# The same recipe fine-tuning a text model (train.sh's TRANSFORMER_FINETUNING): a tenth of the
+# learning rate, a quarter of the warm-up and of the updates.
+FINETUNING = {**WU_ET_AL, "lr": [0.0005], "warmup_updates": 500, "max_update": 2000}
 
 
 def parse_train_command(command: str):
@@ -142,8 +146,14 @@ def test_train_dry_run_of_every_transformer_system(system: str, table: dict) -> 
     out = bash(TRAIN, "--system", system, "--seed", "2", "--dry-run", env=env)
     [command] = train_commands(out)
     args = parse_train_command(command)
-    assert {key: getattr(args, key) for key in WU_ET_AL} == WU_ET_AL
     expected = systems.get(system)
+    recipe = WU_ET_AL if expected.start_from is None else FINETUNING
+    assert {key: getattr(args, key) for key in WU_ET_AL} == recipe
+    # the start: the checkpoint that decoding uses of the text-only run of the same seed
+    start = expected.start_from and f"checkpoints/{expected.start_from}/seed2/checkpoint_avg.pt"
+    assert args.finetune_from_model == start
+    starts = f"# starts from {start} (system transformer-text-only)\n"
+    assert (starts in out) == (start is not None)
     assert args.visual_fusion == expected.fusion
     assert args.criterion == (
         "label_smoothed_cross_entropy"
@@ -192,6 +202,42 @@ def test_the_cgru_recipe_decodes_its_best_checkpoint(table: dict) -> None:
     assert "average_checkpoints" not in out and "--keep-last-epochs" not in out
     checkpoint = bash(TRAIN, "--system", "mse", "--print-checkpoint", env={"DATA": "/d", **table})
     assert checkpoint.strip() == "checkpoints/mse_lr0.2/seed1/checkpoint_best.pt"
+
+
+def test_a_finetuned_run_starts_from_the_text_only_run_that_train_sh_names(table) -> None:
+    """--finetune-from-model: train.sh --system transformer-text-only --print-checkpoint of the
+    same data, seed and CHECKPOINTS; --freeze-text-model (or FREEZE_TEXT_MODEL=1) freezes it."""
+    env = {"DATA": "/d", "CHECKPOINTS": "/ck/en-de", **table}
+    start = bash(
+        TRAIN, "--system", "transformer-text-only", "--seed", "4", "--print-checkpoint", env=env
+    )
+    assert start == "/ck/en-de/transformer-text-only/seed4/checkpoint_avg.pt\n"
+    for options, extra_env in (
+        (["--freeze-text-model"], {}),
+        ([], {"FREEZE_TEXT_MODEL": "1"}),
+    ):
+        run = ["--system", "finetuned-gated+mse", "--seed", "4", *options, "--dry-run"]
+        out = bash(TRAIN, *run, env={**env, **extra_env})
+        [command] = train_commands(out)
+        assert "--freeze-text-model --criterion adversarial_reconstruction " in command
+        assert f" --finetune-from-model {start.strip()} --share-all-embeddings " in command
+        assert flag(command, "--save-dir") == "/ck/en-de/finetuned-gated+mse_lr0.2_frozen/seed4"
+        assert f"# starts from {start.strip()} (system transformer-text-only)\n" in out
+        assert out.index("# starts from") < out.index(command)
+    unfrozen = bash(TRAIN, "--system", "finetuned-gated+mse", "--dry-run", env=env)
+    assert "--freeze-text-model" not in unfrozen and "/finetuned-gated+mse_lr0.2/seed1 " in unfrozen
+    refused = bash(
+        TRAIN, "--system", "gated", "--freeze-text-model", "--dry-run", env=env, ok=False
+    )
+    assert (
+        "train.sh: error: --freeze-text-model is for the systems fine-tuned from a text model"
+        in (refused)
+    )
+    assert "not gated, which trains from scratch: drop --freeze-text-model" in refused
+    out = bash(
+        TRAIN, "--system", "gated", "--dry-run", env={**env, "FREEZE_TEXT_MODEL": "yes"}, ok=False
+    )
+    assert "FREEZE_TEXT_MODEL must be 1 (--freeze-text-model) or 0, not 'yes'" in out
 
 
 def fake_epoch_checkpoints(run: Path, epochs) -> None:
@@ -257,6 +303,37 @@ def test_a_transformer_run_ends_with_the_average(tmp_path: Path, table: dict) ->
     assert "averaged 4 checkpoints (checkpoint1.pt checkpoint2.pt" in out
     assert torch.load(run / "checkpoint_avg.pt")["model"]["w"].tolist() == [2.5, 2.5]
     assert (run / "DONE").is_file() and (run / "dict.de.txt").is_file()
+
+
+def test_a_finetuned_run_needs_its_start_checkpoint(tmp_path: Path, table: dict) -> None:
+    """Refused before fairseq-train starts when the text-only run is not there; a run that
+    resumes (checkpoint_last.pt) does not read it."""
+    data = tmp_path / "data"
+    env = {**fake_trainer(tmp_path, data), "CHECKPOINTS": str(tmp_path / "ck"), **table}
+    for lang in ("en", "de"):
+        (data / f"dict.{lang}.txt").write_text("hund 3\nein 2\n")
+    run = tmp_path / "ck" / "finetuned-selective-attn" / "seed3"
+    options = ["--system", "finetuned-selective-attn", "--seed", "3"]
+    start = tmp_path / "ck" / "transformer-text-only" / "seed3" / "checkpoint_avg.pt"
+    out = bash(TRAIN, *options, env=env, ok=False)
+    assert out == (
+        f"train.sh: error: finetuned-selective-attn starts from {start}, which does not exist: "
+        "train --system transformer-text-only --seed 3 first (with the same --data and "
+        "CHECKPOINTS)\n"
+    )
+    assert not run.exists()  # neither the run's directory nor fairseq-train
+    start.parent.mkdir(parents=True)
+    start.write_bytes(b"")
+    out = bash(TRAIN, *options, env=env)
+    assert (run / "DONE").is_file() and (run / "checkpoint_avg.pt").is_file()
+    assert f"--finetune-from-model {start} " in (run / "command.sh").read_text()
+    start.unlink()
+    assert "finished before" in bash(TRAIN, *options, env=env)  # DONE: not asked for the start
+    (run / "DONE").unlink()
+    assert "which does not exist" in bash(TRAIN, *options, env=env, ok=False)
+    (run / "checkpoint_last.pt").write_bytes(b"")
+    bash(TRAIN, *options, env=env)  # a resume, which fairseq-train starts from checkpoint_last.pt
+    assert (run / "DONE").is_file()
 
 
 def test_the_transformer_recipe_needs_a_joined_dictionary(tmp_path: Path, table: dict) -> None:
@@ -393,12 +470,18 @@ def test_help_shows_the_recipes_that_the_commands_use(table: dict) -> None:
         elif block:
             blocks.append(" ".join(block))
             block = []
-    cgru_help, transformer_help = blocks
-    for system, shown in (("mse", cgru_help), ("gated+q-waae", transformer_help)):
+    cgru_help, transformer_help, finetuning_help = blocks
+    for system, shown in (
+        ("mse", cgru_help),
+        ("finetuned-gated+mse --freeze-text-model", finetuning_help),
+        ("gated+q-waae", transformer_help),
+    ):
         arch, recipe = re.fullmatch(r"--arch (\S+) (.*)", shown).groups()
-        out = bash(TRAIN, "--data", "/d", "--system", system, "--dry-run", env=table)
+        out = bash(TRAIN, "--data", "/d", "--system", *system.split(), "--dry-run", env=table)
         [command] = train_commands(out)
         assert f"--arch {arch} " in command and f" {recipe} --seed 1 " in command, command
+    assert "--lr 0.0005 " in finetuning_help and "--max-update 2000 " in finetuning_help
+    assert " --finetune-from-model\n" in help_text
     smoothing = re.search(r"label smoothing (\S+) in either criterion", help_text)[1]
     epochs = re.search(r"the last (\d+)\s+epoch checkpoints averaged", help_text)[1]
     assert parse_train_command(command).label_smoothing == float(smoothing)
@@ -435,7 +518,7 @@ def test_experiments_dry_run_all_training_runs() -> None:
     # one seed (SEEDS; the seeds themselves: above): the same runs, fewer train.sh calls
     out = bash(EXPERIMENTS, "--dry-run", "--", "--max-epoch", "2", env={"SEEDS": "1"})
     commands = train_commands(out)
-    assert len(commands) == 4 + 9 + 4 + 2 + 1 + 12
+    assert len(commands) == 4 + 9 + 4 + 2 + 1 + 20
     assert all(c.endswith("--max-epoch 2") for c in commands)
     cgru = [c for c in commands if "--arch cgru_mmt " in c]
     nov = [c for c in cgru if "--visual-fusion none" in c]
@@ -443,19 +526,30 @@ def test_experiments_dry_run_all_training_runs() -> None:
     french = [c for c in commands if "data-bin/en-fr" in c]
     assert len(french) == 1 and all("--reconstruction q-waae" in c for c in french)
     transformer = [c for c in commands if "--arch transformer_mmt_tiny " in c]
-    assert len(transformer) == len(commands) - len(cgru) == 12
+    assert len(transformer) == len(commands) - len(cgru) == 20
     assert all(c.split()[1] == "data-bin/en-de-joined" for c in transformer)  # joined dictionary
-    runs = {flag(c, "--save-dir").split("/")[2].split("_")[0] for c in transformer}
-    assert runs == set(systems.names("transformer"))
+    runs = [flag(c, "--save-dir").split("/")[2].split("_")[0] for c in transformer]
+    assert set(runs) == set(systems.names("transformer"))
+    # the finetuned runs train after the text-only run that they start from, from its average
+    finetuned = [run for run in runs if run.startswith("finetuned-")]
+    assert runs[-8:] == finetuned == systems.names("transformer")[-8:]
+    assert runs.index("transformer-text-only") == 0
+    start = "checkpoints/en-de/transformer-text-only/seed1/checkpoint_avg.pt"
+    for command in transformer:
+        from_model = "--finetune-from-model" in command
+        assert from_model == (flag(command, "--save-dir").split("/")[2].startswith("finetuned-"))
+        assert not from_model or flag(command, "--finetune-from-model") == start
+        assert flag(command, "--lr") == ("0.0005" if from_model else "0.005")
+    assert out.count(f"# starts from {start} (system transformer-text-only)\n") == 8
     averages = [line for line in out.splitlines() if "average_checkpoints.py" in line]
-    assert len(averages) == 12
+    assert len(averages) == 20
 
 
 def test_experiments_dry_run_decoding_is_an_ensemble_then_scoring(tmp_path: Path) -> None:
     python, calls = counting_python(tmp_path)
     env = {"CHECKPOINTS": "/ck", "SEEDS": "1 2 3", "TMPDIR": str(tmp_path), **python}
     out = bash(EXPERIMENTS, "--dry-run", "--stage", "decode", env=env)
-    # one Python process for the systems of its 96 train.sh calls (each imports fairseq)
+    # one Python process for the systems of its 94 train.sh calls (each imports fairseq)
     assert calls.read_text().splitlines() == [
         "-m fairseq_mmt_adv.recipes.systems --requests - --prog train.sh"
     ]
@@ -480,7 +574,9 @@ def test_experiments_dry_run_decoding_is_an_ensemble_then_scoring(tmp_path: Path
                 )
             )
     scoring = [line for line in out.splitlines() if "-m fairseq_mmt_adv.evaluation.scoring" in line]
-    assert len(scoring) == len(generate) == 4 * 4 + 9 + 4 + 2 * 4 + 4 + 12 * 4
+    assert len(scoring) == len(generate) == 4 * 4 + 9 + 4 + 2 * 4 + 4 + 20 * 4
+    finetuned = [c for c in generate if "/ck/en-de/finetuned-gated+mse_lr0.2/seed3/" in c]
+    assert len(finetuned) == 4 and all("checkpoint_avg.pt --gen-subset" in c for c in finetuned)
     assert "--references data-bin/en-de/text/test2.de" in " ".join(scoring)
 
 
@@ -513,13 +609,14 @@ def test_experiments_dry_run_evaluates_every_system_and_seed(tmp_path: Path) -> 
             f"/ck/{json_path.parts[2]}/{json_path.parts[3]}/{seed}/"
         )
         found.setdefault(str(json_path.parent), set()).add((seed, split))
-    assert set(found) == decoded and len(decoded) == 19 + 13
+    assert set(found) == decoded and len(decoded) == 27 + 13
     three = {(f"seed{s}", split) for s in (1, 2) for split in ("test", "test1", "test2")}
     five_seeds = [d for d in found if d.endswith("/seeds1-2")]
-    assert len(five_seeds) == 19 and all(found[d] == three for d in five_seeds)
+    assert len(five_seeds) == 27 and all(found[d] == three for d in five_seeds)
+    assert "/r/en-de/finetuned-selective-attn+g-wgan_z128_lr0_la0.2/seeds1-2" in five_seeds
     sweeps = [d for d in found if d.endswith("/seeds1")]  # SWEEP_SEEDS, SWEEP_SPLITS
     assert all(found[d] == {("seed1", "test2")} for d in sweeps)
-    assert len(commands) == 19 * 2 * 3 + 13
+    assert len(commands) == 27 * 2 * 3 + 13
     # the flags are fairseq-mmt-evaluate's, the beams the decode stage's
     args = incongruent.parse_args(shlex.split(commands[0])[4:])
     assert (args.permutations, args.beam, args.post_process) == (3, 12, "subword_nmt")
@@ -545,8 +642,8 @@ def test_experiments_dry_run_evaluates_commute_when_given() -> None:
     out = bash(EXPERIMENTS, "--dry-run", "--stage", "evaluate", env=env)
     commands = evaluate_commands(out, "contrastive")
     # one seed: the sweeps' (0.2, 0.2) and |z| 128 points are main systems, evaluated once
-    assert len(commands) == 19 + 11 and "CoMMuTE skipped" not in out
-    assert len(evaluate_commands(out, "incongruent")) == 19 * 3 + 11
+    assert len(commands) == 27 + 11 and "CoMMuTE skipped" not in out
+    assert len(evaluate_commands(out, "incongruent")) == 27 * 3 + 11
     for command in commands:
         run = Path(flag(command, "--json")).parent
         pair, lang = run.parts[1], run.parts[1][3:]

@@ -62,7 +62,8 @@ def test_every_family_has_its_baseline_and_modes() -> None:
         "g-wgan",
     ]
     transformer = systems.names("transformer")
-    assert len(transformer) == 12 and "gated+q-waae" in transformer
+    assert len(transformer) == 20 and "gated+q-waae" in transformer
+    assert systems.alone("transformer") == ["transformer-text-only", "gated", "selective-attn"]
     for family, baseline in systems.BASELINES.items():
         assert systems.get(baseline).family == family
         assert systems.get(baseline).reconstruction is None
@@ -71,15 +72,19 @@ def test_every_family_has_its_baseline_and_modes() -> None:
 
 
 @contextlib.contextmanager
-def registered_fusion(name: str, *sites: str):
-    """A visual fusion ``name`` in the registry while the block runs (an identity on the text)."""
+def registered_fusion(name: str, *sites: str, identity: str | None = None):
+    """A visual fusion ``name`` in the registry while the block runs (an identity on the text;
+    ``identity``: the identity initialization it declares)."""
 
-    @register_fusion(name, sites=sites)
+    @register_fusion(name, sites=sites, identity=identity)
     class Passing(Fusion):
         uses_image = False
 
         def forward(self, fused, visual):
             return fused
+
+        def init_identity(self) -> None:
+            pass
 
     try:
         yield
@@ -91,7 +96,16 @@ def test_a_registered_fusion_joins_its_familys_systems(capsys) -> None:
     with registered_fusion("foo", ENCODER_OUTPUT):
         assert systems.fusions("transformer") == ["none", "gated", "selective-attn", "foo"]
         assert systems.fusions("cgru") == ["none", "ctx-mul"]  # where the cGRU fuses: not there
-        assert systems.names("transformer")[-4:] == ["foo", "foo+mse", "foo+q-waae", "foo+g-wgan"]
+        # after the other fusions' systems, before the fine-tuned ones; foo declares no
+        # identity: no finetuned-foo
+        assert systems.names("transformer")[12:17] == [
+            "foo",
+            "foo+mse",
+            "foo+q-waae",
+            "foo+g-wgan",
+            "finetuned-gated",
+        ]
+        assert not [name for name in systems.all_systems() if name.startswith("finetuned-foo")]
         assert systems.get("foo+q-waae") == systems.System(
             "foo+q-waae", "transformer", "foo", "q-waae"
         )
@@ -100,6 +114,81 @@ def test_a_registered_fusion_joins_its_familys_systems(capsys) -> None:
         assert systems.main(["--list"]) == 0
         assert "foo+g-wgan " in capsys.readouterr().out
     assert "foo" not in systems.fusions("transformer") and "foo" not in systems.all_systems()
+
+
+def test_a_registered_fusion_with_an_identity_is_fine_tuned_from_the_text_model() -> None:
+    with registered_fusion("foo", ENCODER_OUTPUT, identity="approximate"):
+        assert systems.finetunable("transformer") == ["gated", "selective-attn", "foo"]
+        assert systems.names("transformer")[-4:] == [
+            "finetuned-foo",
+            "finetuned-foo+mse",
+            "finetuned-foo+q-waae",
+            "finetuned-foo+g-wgan",
+        ]
+        assert systems.get("finetuned-foo+g-wgan") == systems.System(
+            "finetuned-foo+g-wgan", "transformer", "foo", "g-wgan", "transformer-text-only"
+        )
+        assert systems.flags("finetuned-foo+mse") == systems.flags("foo+mse")
+    assert "finetuned-foo" not in systems.all_systems()
+    with registered_fusion("both", ENCODER_OUTPUT, DECODER_CONTEXT, identity="exact"):
+        # named after its from-scratch systems; the start: the family's text-only system
+        assert systems.get("finetuned-transformer-both").start_from == "transformer-text-only"
+        assert systems.get("finetuned-cgru-both+mse").start_from == "text-only"
+
+
+def test_the_finetuned_systems_are_their_fusions_from_the_text_model() -> None:
+    """finetuned-F(+MODE): F's flags, started from the text-only system; none of ctx-mul (no
+    identity) nor of none (the text model itself)."""
+    finetuned = [name for name in systems.all_systems() if name.startswith("finetuned-")]
+    assert finetuned == [
+        f"finetuned-{fusion}{mode}"
+        for fusion in ("gated", "selective-attn")
+        for mode in ("", "+mse", "+q-waae", "+g-wgan")
+    ]
+    assert systems.names("transformer")[-8:] == finetuned  # after the family's other systems
+    assert systems.finetunable("cgru") == [] and systems.text_only("cgru") == "text-only"
+    for name in finetuned:
+        system, scratch = systems.get(name), systems.get(name.removeprefix("finetuned-"))
+        assert system.start_from == "transformer-text-only"
+        assert (system.family, system.fusion, system.reconstruction) == (
+            scratch.family,
+            scratch.fusion,
+            scratch.reconstruction,
+        )
+        assert systems.flags(name, "0.1") == systems.flags(scratch.name, "0.1")
+        assert scratch.start_from is None
+    assert systems.run_name("finetuned-gated+q-waae") == "finetuned-gated+q-waae_lr0.2_la0.2"
+
+
+def test_freeze_text_model_is_for_the_finetuned_systems() -> None:
+    frozen = systems.flags("finetuned-selective-attn+mse", freeze_text_model=True)
+    assert frozen[:3] == ["--visual-fusion", "selective-attn", "--freeze-text-model"]
+    assert [word for word in frozen if word != "--freeze-text-model"] == systems.flags(
+        "finetuned-selective-attn+mse"
+    )
+    assert "--freeze-text-model" not in systems.flags("finetuned-gated")
+    name = systems.run_name("finetuned-gated+g-wgan", True, lambda_a="0.5")
+    assert name == "finetuned-gated+g-wgan_z128_lr0_la0.5_frozen"
+    rows = systems.settings_rows("finetuned-gated", "0.1", freeze_text_model=True)
+    assert ("RUN_NAME", "finetuned-gated_frozen") in rows and (
+        "FLAG",
+        "--freeze-text-model",
+    ) in rows
+    message = (
+        "--freeze-text-model is for the systems fine-tuned from a text model (finetuned-*, e.g. "
+        "finetuned-gated; see --list), not gated, which trains from scratch: drop "
+        "--freeze-text-model"
+    )
+    for refused in (
+        lambda: systems.flags("gated", freeze_text_model=True),
+        lambda: systems.run_name("gated", freeze_text_model=True),
+        lambda: systems.settings_rows("gated", freeze_text_model=True),
+    ):
+        with pytest.raises(systems.SystemSpecError) as error:
+            refused()
+        assert str(error.value) == message
+    with pytest.raises(systems.SystemSpecError, match="not baseline, which trains from scratch"):
+        systems.flags("baseline", freeze_text_model=True)
 
 
 def test_a_fusion_of_both_families_is_named_after_each() -> None:
@@ -234,7 +323,7 @@ while IFS=$'\t' read -r key value; do
     *) printf -v "$key" '%s' "$value" ;;
   esac
 done
-printf '%s\n' "$SYSTEM $FAMILY $ARCH_PREFIX $BASELINE $RUN_NAME" "${flags[@]}"
+printf '%s\n' "$SYSTEM $FAMILY $ARCH_PREFIX $BASELINE [$START_FROM] $RUN_NAME" "${flags[@]}"
 """
 
 
@@ -245,11 +334,30 @@ def test_the_tsv_form_reads_into_bash() -> None:
         ["bash", "-c", READ_TSV], input=done.stdout, capture_output=True, text=True
     )
     first, *flags = read.stdout.splitlines()
-    assert first == "g-wgan-nov cgru cgru_mmt ctx-mul g-wgan-nov_z128_lr0_la0.4"
+    assert first == "g-wgan-nov cgru cgru_mmt ctx-mul [] g-wgan-nov_z128_lr0_la0.4"
     assert flags == systems.flags("g-wgan-nov", lambda_a="0.4")
     assert "(0.5, 0.9)" in flags  # one word
     smoothed = [value for key, value in systems.settings_rows("gated+mse", "0.1") if key == "FLAG"]
     assert "--reconstruction mse --lambda-r 0.2 --label-smoothing 0.1" in " ".join(smoothed)
+    done = run_cli("finetuned-gated+mse", "--freeze-text-model", "--tsv")
+    read = subprocess.run(
+        ["bash", "-c", READ_TSV], input=done.stdout, capture_output=True, text=True
+    )
+    first, *flags = read.stdout.splitlines()
+    assert first == (
+        "finetuned-gated+mse transformer transformer_mmt transformer-text-only "
+        "[transformer-text-only] finetuned-gated+mse_lr0.2_frozen"
+    )
+    assert flags == systems.flags("finetuned-gated+mse", freeze_text_model=True)
+
+
+def test_the_rows_keys_in_their_order() -> None:
+    """START_FROM after BASELINE, before RUN_NAME: empty for a system trained from scratch."""
+    for name, start in (("gated", ""), ("finetuned-gated", "transformer-text-only")):
+        rows = systems.settings_rows(name)
+        keys = [key for key, _ in rows]
+        assert keys[:6] == ["SYSTEM", "FAMILY", "ARCH_PREFIX", "BASELINE", "START_FROM", "RUN_NAME"]
+        assert set(keys[6:]) == {"FLAG"} and dict(rows[:6])["START_FROM"] == start
 
 
 def test_requests_are_answered_in_one_table(monkeypatch, capsys) -> None:
@@ -258,6 +366,7 @@ def test_requests_are_answered_in_one_table(monkeypatch, capsys) -> None:
         "g-wgan-nov --lambda-a=0.4\n\n"
         "  gated+mse   --label-smoothing=cgru= --label-smoothing=transformer=0.1\n"
         "mse --label-smoothing=transformer=0.1\n"
+        "finetuned-gated --freeze-text-model\n"
         "baseline --label-smoothing 0.2"  # no newline at the end; X alone: every family
     )
     monkeypatch.setattr(sys, "stdin", io.StringIO(requests))
@@ -268,14 +377,17 @@ def test_requests_are_answered_in_one_table(monkeypatch, capsys) -> None:
         "g-wgan-nov --lambda-a=0.4",
         "gated+mse --label-smoothing=cgru= --label-smoothing=transformer=0.1",
         "mse --label-smoothing=transformer=0.1",
+        "finetuned-gated --freeze-text-model",
         "baseline --label-smoothing 0.2",
     ]
     rows = {key: [(k, v) for request, k, v in table if request == key] for key in keys}
     assert rows[keys[0]] == systems.settings_rows("g-wgan-nov", lambda_a="0.4")
     assert rows[keys[1]] == systems.settings_rows("gated+mse", "0.1")
     assert rows[keys[2]] == systems.settings_rows("mse")  # a cGRU system: not smoothed
-    assert rows[keys[3]] == systems.settings_rows("baseline", "0.2")
-    assert ("RUN_NAME", "baseline") in rows[keys[3]] and ("SYSTEM", "ctx-mul") in rows[keys[3]]
+    assert rows[keys[3]] == systems.settings_rows("finetuned-gated", freeze_text_model=True)
+    assert ("START_FROM", "transformer-text-only") in rows[keys[3]]
+    assert rows[keys[4]] == systems.settings_rows("baseline", "0.2")
+    assert ("RUN_NAME", "baseline") in rows[keys[4]] and ("SYSTEM", "ctx-mul") in rows[keys[4]]
 
 
 @pytest.mark.parametrize(
@@ -291,6 +403,12 @@ def test_requests_are_answered_in_one_table(monkeypatch, capsys) -> None:
         (
             "gated --label-smoothing=lstm=0.1\n",
             "--label-smoothing lstm=0.1: no family 'lstm' (the families: cgru, transformer)",
+        ),
+        (
+            "finetuned-gated --freeze-text-model\nselective-attn --freeze-text-model\n",
+            "line 2 (selective-attn --freeze-text-model): --freeze-text-model is for the systems "
+            "fine-tuned from a text model (finetuned-*, e.g. finetuned-selective-attn; see "
+            "--list), not selective-attn",
         ),
     ],
 )
@@ -313,6 +431,10 @@ def test_the_command_line_lists_and_reports_errors_under_the_callers_name() -> N
     listed = run_cli("--list")
     assert listed.returncode == 0, listed.stderr
     assert len(listed.stdout.splitlines()) == len(systems.all_systems()) + len(systems.ALIASES)
+    [line] = [line for line in listed.stdout.splitlines() if line.startswith("finetuned-gated ")]
+    assert " ".join(line.split()) == (
+        "finetuned-gated transformer gated NLL only, fine-tuned from transformer-text-only"
+    )
     plain = run_cli("baseline-nov")
     assert plain.stdout.split() == systems.flags("text-only")
     bad = run_cli("q-waae", "--noise-dim", "3", "--prog", "train.sh")

@@ -30,7 +30,9 @@ Stages (default: all, in this order; repeat --stage to pick several):
   transformer
            en-de on DATA_JOINED_DE, SEEDS each, with Wu et al. (2021)'s Transformer recipe
            (train.sh --help): transformer-text-only, gated, selective-attn, each alone and with
-           mse, q-waae, g-wgan
+           mse, q-waae, g-wgan; then finetuned-gated and finetuned-selective-attn, alone and
+           with each mode: the seed's transformer-text-only run (trained before them)
+           fine-tuned with the image (train.sh's fine-tuning recipe)
   decode   for every run above: fairseq-generate --beam B --remove-bpe with the ensemble of its
            seeds' checkpoints (--path a:b:c:d:e; checkpoint_best.pt and B = BEAM for the cGRU,
            checkpoint_avg.pt and B = TRANSFORMER_BEAM for the Transformer) on its test splits,
@@ -179,7 +181,9 @@ RUNS+=(
   "table4|en-de|q-waae-nov|--lambda-r 0.2 --lambda-a 0.2|$SEEDS|"
   "table5|en-fr|q-waae|--lambda-r 0.2 --lambda-a 0.2|$SEEDS|"
 )
-for base in transformer-text-only gated selective-attn; do  # the paper's weights (systems.py)
+# the paper's weights (systems.py); the finetuned-* runs start from the transformer-text-only
+# run of their seed, so they come after it (the runs train in this order)
+for base in transformer-text-only gated selective-attn finetuned-gated finetuned-selective-attn; do
   for system in "$base" "$base+mse" "$base+q-waae" "$base+g-wgan"; do
     RUNS+=("transformer|en-de|$system||$SEEDS|")
   done

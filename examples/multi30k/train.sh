@@ -22,6 +22,11 @@ TRANSFORMER_LABEL_SMOOTHING=0.1  # in either criterion's NLL
 TRANSFORMER_OPTIMIZATION=(--share-all-embeddings --optimizer adam --adam-betas '(0.9, 0.98)'
   --clip-norm 0.0 --lr 0.005 --lr-scheduler inverse_sqrt --warmup-updates 2000
   --warmup-init-lr 1e-07 --max-tokens 4096 --max-update 8000)
+# A text model fine-tuned with the image (finetuned-* systems): the same, but a tenth of the
+# learning rate and a quarter of the updates and warm-up.
+TRANSFORMER_FINETUNING=(--share-all-embeddings --optimizer adam --adam-betas '(0.9, 0.98)'
+  --clip-norm 0.0 --lr 0.0005 --lr-scheduler inverse_sqrt --warmup-updates 500
+  --warmup-init-lr 1e-07 --max-tokens 4096 --max-update 2000)
 AVERAGED_EPOCHS=10  # the Transformer's last epoch checkpoints, kept and averaged
 TRANSFORMER_CHECKPOINTS=(--keep-last-epochs "$AVERAGED_EPOCHS")
 
@@ -56,14 +61,20 @@ Options:
                                     the same with --visual-fusion none (Table 4 "no v")
                     (default q-waae); ctx-mul = baseline, text-only = baseline-nov.
                     Transformer: transformer-text-only, gated, selective-attn, each alone or
-                    with +mse, +q-waae, +g-wgan (e.g. gated+q-waae). The systems and their
-                    flags are fairseq_mmt_adv/recipes/systems.py's (python -m
+                    with +mse, +q-waae, +g-wgan (e.g. gated+q-waae); finetuned-gated,
+                    finetuned-selective-attn, alone or with a mode (finetuned-gated+q-waae):
+                    the same, fine-tuned from the transformer-text-only run of the same seed
+                    and CHECKPOINTS (its checkpoint_avg.pt; train it first). The systems and
+                    their flags are fairseq_mmt_adv/recipes/systems.py's (python -m
                     fairseq_mmt_adv.recipes.systems --list)
   --seed N          [SEED] random seed (default 1)
   --lambda-r X      [LAMBDA_R] reconstruction weight (mse, q-waae, g-wgan)
   --lambda-a X      [LAMBDA_A] adversarial weight (q-waae, g-wgan)
   --noise-dim N     [NOISE_DIM] g-wgan noise size |z|
                     (default: the paper's weights, which are the criterion's defaults)
+  --freeze-text-model
+                    [FREEZE_TEXT_MODEL=1] of a finetuned-* system: train only the fusion (and
+                    G), not the text model; the run name ends in _frozen
   --save-dir DIR    [SAVE_DIR] checkpoint directory (default CHECKPOINTS/NAME/seedN with
                     CHECKPOINTS [checkpoints] and NAME the run name, e.g. q-waae_lr0.2_la0.2)
   --keep-epoch-checkpoints
@@ -127,6 +138,12 @@ recipes_help() {  # the recipes above, as --help shows them
   printf '%s (scripts/average_checkpoints.py):\n' "$indent"
   print_wrapped "$flags" --arch "$TRANSFORMER_ARCH" "${TRANSFORMER_OPTIMIZATION[@]}" \
     "${TRANSFORMER_CHECKPOINTS[@]}"
+  printf '  finetuned-*  the Transformer recipe fine-tuning a text model: --finetune-from-model\n'
+  printf '%s CHECKPOINTS/transformer-text-only/seedN/checkpoint_avg.pt (its run of the same\n' \
+    "$indent"
+  printf '%s seed), a tenth of the learning rate, a quarter of the warm-up and updates:\n' "$indent"
+  print_wrapped "$flags" --arch "$TRANSFORMER_ARCH" "${TRANSFORMER_FINETUNING[@]}" \
+    "${TRANSFORMER_CHECKPOINTS[@]}"
   printf '\n'
 }
 
@@ -173,6 +190,7 @@ PRINT_SAVE_DIR=0
 PRINT_CHECKPOINT=0
 PRINT_SYSTEMS_TABLE=0
 FORCE=0
+FREEZE_TEXT_MODEL=${FREEZE_TEXT_MODEL:-0}
 KEEP_EPOCH_CHECKPOINTS=${KEEP_EPOCH_CHECKPOINTS:-0}
 EXTRA=()
 
@@ -190,6 +208,7 @@ parse_options() {
       --save-dir) need_value "$@"; SAVE_DIR=$2; shift 2 ;;
       --force) FORCE=1; shift ;;
       --keep-epoch-checkpoints) KEEP_EPOCH_CHECKPOINTS=1; shift ;;
+      --freeze-text-model) FREEZE_TEXT_MODEL=1; shift ;;
       --dry-run) DRY_RUN=1; shift ;;
       --print-save-dir) PRINT_SAVE_DIR=1; shift ;;
       --print-checkpoint) PRINT_CHECKPOINT=1; shift ;;
@@ -200,14 +219,17 @@ parse_options() {
   done
 }
 
-# The request to fairseq_mmt_adv/recipes/systems.py for $SYSTEM, its weights and the families'
-# label smoothing; joined by spaces, its key in a SYSTEMS_TABLE.
+# The request to fairseq_mmt_adv/recipes/systems.py for $SYSTEM, its weights, the families'
+# label smoothing and --freeze-text-model; joined by spaces, its key in a SYSTEMS_TABLE.
 system_request() {
   [[ "$SYSTEM$LAMBDA_R$LAMBDA_A$NOISE_DIM" != *[[:space:]]* ]] ||
     die "--system, --lambda-r, --lambda-a and --noise-dim take one word each"
+  [[ $FREEZE_TEXT_MODEL == [01] ]] ||
+    die "FREEZE_TEXT_MODEL must be 1 (--freeze-text-model) or 0, not '$FREEZE_TEXT_MODEL'"
   REQUEST=("$SYSTEM" --lambda-r="$LAMBDA_R" --lambda-a="$LAMBDA_A" --noise-dim="$NOISE_DIM"
     --label-smoothing="cgru=$CGRU_LABEL_SMOOTHING"
     --label-smoothing="transformer=$TRANSFORMER_LABEL_SMOOTHING")
+  [[ $FREEZE_TEXT_MODEL == 0 ]] || REQUEST+=(--freeze-text-model)
 }
 
 # --systems-table: the request of each run on stdin, all answered by one systems.py process.
@@ -225,7 +247,8 @@ print_systems_table() {
     --requests - --prog "$PROG"
 }
 
-# SYSTEM (canonical), FAMILY, ARCH_PREFIX, BASELINE, RUN_NAME and SYSTEM_FLAGS of the request:
+# SYSTEM (canonical), FAMILY, ARCH_PREFIX, BASELINE, START_FROM, RUN_NAME and SYSTEM_FLAGS of the
+# request:
 # from SYSTEMS_TABLE if it holds them, else from systems.py.
 system_settings() {
   local rows=
@@ -254,7 +277,8 @@ read_settings() {  # read_settings < KEY<TAB>VALUE rows (systems.py --tsv)
   SYSTEM_FLAGS=()
   while IFS=$'\t' read -r key value; do
     case $key in
-      SYSTEM | FAMILY | ARCH_PREFIX | BASELINE | RUN_NAME) printf -v "$key" '%s' "$value" ;;
+      SYSTEM | FAMILY | ARCH_PREFIX | BASELINE | START_FROM | RUN_NAME)
+        printf -v "$key" '%s' "$value" ;;
       FLAG) SYSTEM_FLAGS+=("$value") ;;
       *) die "unexpected line '$key' from fairseq_mmt_adv/recipes/systems.py --tsv" ;;
     esac
@@ -274,6 +298,8 @@ system_settings
 # The family's recipe (above) and the checkpoint that decoding uses.
 case $FAMILY in
   cgru)
+    [[ -z $START_FROM ]] ||
+      die "--system $SYSTEM starts from $START_FROM: train.sh fine-tunes no cGRU (no recipe)"
     ARCH=${ARCH:-$CGRU_ARCH}
     OPTIMIZATION=("${CGRU_OPTIMIZATION[@]}")
     EPOCH_CHECKPOINTS=("${CGRU_CHECKPOINTS[@]}")
@@ -281,6 +307,7 @@ case $FAMILY in
   transformer)
     ARCH=${ARCH:-$TRANSFORMER_ARCH}
     OPTIMIZATION=("${TRANSFORMER_OPTIMIZATION[@]}")
+    [[ -z $START_FROM ]] || OPTIMIZATION=("${TRANSFORMER_FINETUNING[@]}")
     EPOCH_CHECKPOINTS=("${TRANSFORMER_CHECKPOINTS[@]}")
     ;;
   *) die "--system $SYSTEM is a $FAMILY system: train.sh has no recipe for that family" ;;
@@ -303,6 +330,14 @@ if [[ $FAMILY == transformer ]]; then
   CHECKPOINT=$SAVE_DIR/checkpoint_avg.pt
   [[ $RANK != 0 ]] || AVERAGE=("$PYTHON" "$REPO/scripts/average_checkpoints.py"
     --last-epochs "$AVERAGED_EPOCHS" --run-dir "$SAVE_DIR" --output "$CHECKPOINT")
+fi
+# A fine-tuned system starts from its START_FROM system's run of the same seed and CHECKPOINTS:
+# the checkpoint that train.sh --system START_FROM --print-checkpoint gives (a START_FROM is a
+# text-only system, NLL only: its run name is its name; same family: same checkpoint file).
+FINETUNE=()
+if [[ -n $START_FROM ]]; then
+  START_CHECKPOINT=$CHECKPOINTS/$START_FROM/seed$SEED/$(basename "$CHECKPOINT")
+  FINETUNE=(--finetune-from-model "$START_CHECKPOINT")
 fi
 if [[ $PRINT_SAVE_DIR == 1 ]]; then
   printf '%s\n' "$SAVE_DIR"
@@ -330,7 +365,7 @@ TRAIN=fairseq-train
 COMMAND=(
   "$TRAIN" "$DATA" --user-dir "$USER_DIR"
   --task multimodal_translation --visual-features "$FEATURES"
-  --arch "$ARCH" "${SYSTEM_FLAGS[@]}" "${OPTIMIZATION[@]}"
+  --arch "$ARCH" "${SYSTEM_FLAGS[@]}" "${FINETUNE[@]}" "${OPTIMIZATION[@]}"
   "${EPOCH_CHECKPOINTS[@]}" --seed "$SEED" --save-dir "$SAVE_DIR"
   --log-format json --log-interval "$LOG_INTERVAL" --log-file "$SAVE_DIR/train.log"
   "${EXTRA[@]}"
@@ -341,6 +376,7 @@ if [[ $DRY_RUN == 1 ]]; then
   [[ ! -f $SAVE_DIR/DONE ]] || status=" (finished: would be skipped without --force)"
   printf '# run %s seed %s -> %s%s\n' "$RUN_NAME" "$SEED" "$SAVE_DIR" "$status"
   [[ -z $SEPARATE ]] || printf '# warning: %s\n' "$SEPARATE"
+  [[ -z $START_FROM ]] || printf '# starts from %s (system %s)\n' "$START_CHECKPOINT" "$START_FROM"
   print_command "${COMMAND[@]}"
   [[ ${#AVERAGE[@]} == 0 ]] || print_command "${AVERAGE[@]}"
   exit 0
@@ -354,6 +390,10 @@ fi
 [[ -z $SEPARATE ]] || die "$SEPARATE"
 [[ -f $FEATURES/train.npy ]] || die "$FEATURES/train.npy is missing: give --features DIR" \
   "(python scripts/extract_features.py, then prepare-multi30k.sh --features)"
+# fairseq-train reads --finetune-from-model only when it starts the run (no checkpoint_last.pt)
+[[ -z $START_FROM || -f $START_CHECKPOINT || -f $SAVE_DIR/checkpoint_last.pt ]] ||
+  die "$SYSTEM starts from $START_CHECKPOINT, which does not exist: train --system" \
+    "$START_FROM --seed $SEED first (with the same --data and CHECKPOINTS)"
 if [[ $TRAIN == */* ]]; then
   [[ -x $TRAIN ]] || die "$TRAIN not found: set FAIRSEQ_BIN or run scripts/setup-env.sh"
 else

@@ -20,6 +20,14 @@ fusion of each family alone and with each mode, named after the fusion (``F``, `
 * the cGRU's ``ctx-mul`` (the paper's baseline) with a mode: ``mse``, ``q-waae``, ``g-wgan``;
 * a fusion of both families (other than ``none``): ``cgru-F`` and ``transformer-F``.
 
+Then the systems fine-tuned from the family's text-only model (``System.start_from``): for each
+fusion F of the family but ``none`` that declares an identity initialization (the registry's
+``identity``: ``gated``, ``selective-attn``; not ``ctx-mul``), ``finetuned-`` before the name of
+each of F's systems (``finetuned-gated``, ``finetuned-gated+q-waae``...), with F's flags: the
+caller starts its training from the trained checkpoint of ``start_from``
+(``transformer-text-only``; fairseq-train ``--finetune-from-model``), and ``freeze_text_model``
+adds ``--freeze-text-model`` (only the fusion and G train) and ``_frozen`` to the run name.
+
 The paper's names are aliases (``ALIASES``): ``baseline`` = ``ctx-mul``, ``baseline-nov`` =
 ``text-only``. Each family's baseline, the system the others are compared with, is
 ``BASELINES[family]``. The model's sizes (``--arch``) and the optimization are the caller's,
@@ -31,7 +39,8 @@ The weights' defaults and the critic's settings are the criterion's defaults
 
 Command line (``python -m fairseq_mmt_adv.recipes.systems --help``): a system's flags, one per
 line; with ``--tsv`` its settings as ``KEY<TAB>VALUE`` lines (SYSTEM, FAMILY, ARCH_PREFIX,
-BASELINE, RUN_NAME, then one ``FLAG`` line per flag), which examples/multi30k/train.sh reads;
+BASELINE, START_FROM (empty for a system trained from scratch), RUN_NAME, then one ``FLAG`` line
+per flag), which examples/multi30k/train.sh reads;
 with ``--requests FILE`` those lines of many requests in one call (each Python process imports
 fairseq: seconds), each line prefixed by its request.
 """
@@ -104,6 +113,8 @@ PAPER_CRITIC = tuple(
 NLL_CRITERION = ("--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0")
 NUMBER = re.compile(r"[0-9]+([.][0-9]+)?")
 POSITIVE_INTEGER = re.compile(r"[1-9][0-9]*")
+FINETUNED = "finetuned-"  # the names of the systems fine-tuned from a text model start with it
+FREEZE_FLAG = "--freeze-text-model"
 
 
 class SystemSpecError(ValueError):
@@ -112,12 +123,14 @@ class SystemSpecError(ValueError):
 
 @dataclass(frozen=True)
 class System:
-    """One named system: family, visual fusion and reconstruction mode (None: NLL only)."""
+    """One named system: family, visual fusion and reconstruction mode (None: NLL only), and
+    the system whose trained checkpoint it is fine-tuned from (None: trained from scratch)."""
 
     name: str
     family: str
     fusion: str
     reconstruction: str | None
+    start_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.family not in ARCH_PREFIXES:
@@ -155,19 +168,49 @@ def system_names(family: str, fusion: str) -> dict[str | None, str]:
     return {None: alone, **{mode: pattern.format(mode=mode) for mode in RECONSTRUCTIONS}}
 
 
+def text_only(family: str) -> str:
+    """The name of the family's text-only system (fusion ``none``, NLL only)."""
+    return system_names(family, "none")[None]
+
+
+def finetunable(family: str) -> list[str]:
+    """The family's fusions that a text model can be fine-tuned into: all but ``none`` that
+    declare an identity initialization (the fused model starts as the text model)."""
+    return [
+        fusion
+        for fusion in fusions(family)
+        if fusion != "none" and FUSION_REGISTRY[fusion].identity is not None
+    ]
+
+
+def family_systems(family: str) -> list[System]:
+    """The family's systems: each fusion alone, then with each mode; then the same of each
+    :func:`finetunable` fusion, ``finetuned-`` and fine-tuned from :func:`text_only`."""
+    result = [
+        System(name, family, fusion, mode)
+        for fusion in fusions(family)
+        for mode, name in system_names(family, fusion).items()
+    ]
+    start = text_only(family)
+    return result + [
+        System(FINETUNED + name, family, fusion, mode, start)
+        for fusion in finetunable(family)
+        for mode, name in system_names(family, fusion).items()
+    ]
+
+
 def all_systems() -> dict[str, System]:
     """Every named system, read from the fusion registry when asked: for each family, each of
-    its fusions alone, then with each mode."""
+    its fusions alone, then with each mode, then the systems fine-tuned from its text model."""
     result: dict[str, System] = {}
     for family in ARCH_PREFIXES:
-        for fusion in fusions(family):
-            for mode, name in system_names(family, fusion).items():
-                if name in result or name in ALIASES:
-                    raise SystemSpecError(
-                        f"visual fusion {fusion!r} gives {family} a system {name!r} that exists "
-                        "already: register the fusion under another name"
-                    )
-                result[name] = System(name, family, fusion, mode)
+        for system in family_systems(family):
+            if system.name in result or system.name in ALIASES:
+                raise SystemSpecError(
+                    f"visual fusion {system.fusion!r} gives {family} a system {system.name!r} "
+                    "that exists already: register the fusion under another name"
+                )
+            result[system.name] = system
     return result
 
 
@@ -187,8 +230,27 @@ def names(family: str) -> list[str]:
 
 
 def alone(family: str) -> list[str]:
-    """The family's systems without a reconstruction mode: each of its fusions alone."""
-    return [name for name in names(family) if get(name).reconstruction is None]
+    """The family's systems without a reconstruction mode trained from scratch: each of its
+    fusions alone."""
+    systems = all_systems()
+    return [
+        name
+        for name in names(family)
+        if systems[name].reconstruction is None and systems[name].start_from is None
+    ]
+
+
+def check_freeze(name: str, freeze_text_model: bool) -> None:
+    """Raise SystemSpecError for ``--freeze-text-model`` on a system trained from scratch."""
+    if not freeze_text_model or get(name).start_from is not None:
+        return
+    takers = [other for other, system in all_systems().items() if system.start_from]
+    like = FINETUNED + get(name).name
+    example = like if like in takers else (takers or [FINETUNED + "*"])[0]
+    raise SystemSpecError(
+        f"{FREEZE_FLAG} is for the systems fine-tuned from a text model ({FINETUNED}*, e.g. "
+        f"{example}; see --list), not {name}, which trains from scratch: drop {FREEZE_FLAG}"
+    )
 
 
 def settings(name: str, **weights: float | str | None) -> dict[str, str]:
@@ -220,20 +282,26 @@ def settings(name: str, **weights: float | str | None) -> dict[str, str]:
 
 
 def flags(
-    name: str, label_smoothing: float | str | None = None, **weights: float | str | None
+    name: str,
+    label_smoothing: float | str | None = None,
+    freeze_text_model: bool = False,
+    **weights: float | str | None,
 ) -> list[str]:
-    """The fairseq-train flags of a system: its fusion, then its criterion's flags.
+    """The fairseq-train flags of a system: its fusion (and ``--freeze-text-model``), then its
+    criterion's flags.
 
     ``weights`` are ``lambda_r``, ``lambda_a`` and ``noise_dim`` (default: the paper's).
     ``label_smoothing`` (e.g. 0.1, Wu et al.'s Transformer recipe) smooths the NLL of either
     criterion; None or "" keeps the paper's NLL (``NLL_CRITERION``'s smoothing 0).
+    ``freeze_text_model``: train only the fusion and G of a system with a ``start_from``.
     """
     system = get(name)
     values = settings(name, **weights)
+    check_freeze(name, freeze_text_model)
     smoothing = [] if label_smoothing in (None, "") else ["--label-smoothing", str(label_smoothing)]
     if smoothing and not NUMBER.fullmatch(smoothing[1]):
         raise SystemSpecError(f"--label-smoothing must be a number >= 0, not {smoothing[1]!r}")
-    result = ["--visual-fusion", system.fusion]
+    result = ["--visual-fusion", system.fusion] + ([FREEZE_FLAG] if freeze_text_model else [])
     if system.reconstruction is None:
         return result + list(NLL_CRITERION[:2]) + (smoothing or list(NLL_CRITERION[2:]))
     result += ["--criterion", "adversarial_reconstruction", "--reconstruction"]
@@ -243,26 +311,34 @@ def flags(
     return result + smoothing + (list(PAPER_CRITIC) if system.adversarial else [])
 
 
-def run_name(name: str, **weights: float | str | None) -> str:
+def run_name(name: str, freeze_text_model: bool = False, **weights: float | str | None) -> str:
     """A run's name: the system's name as given (aliases kept) and its weights, e.g.
-    ``q-waae_lr0.2_la0.2`` or ``g-wgan_z128_lr0_la0.2``."""
+    ``q-waae_lr0.2_la0.2`` or ``g-wgan_z128_lr0_la0.2``, then ``_frozen`` for a text model
+    fine-tuned frozen (``finetuned-gated+mse_lr0.2_frozen``)."""
     values = settings(name, **weights)
-    return name + "".join(f"_{RUN_NAME_PART[key]}{value}" for key, value in values.items())
+    check_freeze(name, freeze_text_model)
+    parts = "".join(f"_{RUN_NAME_PART[key]}{value}" for key, value in values.items())
+    return name + parts + ("_frozen" if freeze_text_model else "")
 
 
 def settings_rows(
-    name: str, label_smoothing: float | str | None = None, **weights: float | str | None
+    name: str,
+    label_smoothing: float | str | None = None,
+    freeze_text_model: bool = False,
+    **weights: float | str | None,
 ) -> list[tuple[str, str]]:
     """A system's settings as (KEY, VALUE) rows: SYSTEM (the canonical name), FAMILY,
-    ARCH_PREFIX, BASELINE, RUN_NAME, then ("FLAG", word) for each of its flags."""
+    ARCH_PREFIX, BASELINE, START_FROM ("" for a system trained from scratch), RUN_NAME, then
+    ("FLAG", word) for each of its flags."""
     system = get(name)
     return [
         ("SYSTEM", system.name),
         ("FAMILY", system.family),
         ("ARCH_PREFIX", ARCH_PREFIXES[system.family]),
         ("BASELINE", BASELINES[system.family]),
-        ("RUN_NAME", run_name(name, **weights)),
-        *(("FLAG", word) for word in flags(name, label_smoothing, **weights)),
+        ("START_FROM", system.start_from or ""),
+        ("RUN_NAME", run_name(name, freeze_text_model, **weights)),
+        *(("FLAG", word) for word in flags(name, label_smoothing, freeze_text_model, **weights)),
     ]
 
 
@@ -283,12 +359,13 @@ def family_value(family: str, values: Iterable[str]) -> str | None:
 
 
 def describe() -> str:
-    """One line per system and alias (``--list``)."""
+    """One line per system and alias (``--list``); a fine-tuned system's says its start."""
     lines = []
     for system in all_systems().values():
         mode = system.reconstruction or "NLL only"
-        lines.append(f"{system.name:30} {system.family:12} {system.fusion:15} {mode}")
-    lines += [f"{alias:30} = {target}" for alias, target in ALIASES.items()]
+        start = f", fine-tuned from {system.start_from}" if system.start_from else ""
+        lines.append(f"{system.name:32} {system.family:12} {system.fusion:15} {mode}{start}")
+    lines += [f"{alias:32} = {target}" for alias, target in ALIASES.items()]
     return "\n".join(lines)
 
 
@@ -300,7 +377,7 @@ class _RequestParser(argparse.ArgumentParser):
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
-    """A request: a system and its weights and label smoothing."""
+    """A request: a system, its weights and label smoothing, and --freeze-text-model."""
     parser.add_argument("system", nargs="?", help="a system or alias (see --list)")
     parser.add_argument("--lambda-r", help="reconstruction weight ('': the default)")
     parser.add_argument("--lambda-a", help="adversarial weight ('': the default)")
@@ -313,6 +390,12 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         help="smooth the NLL by X, of FAMILY's systems only with FAMILY=X (repeatable; '': "
         "none, the paper's)",
     )
+    parser.add_argument(
+        FREEZE_FLAG,
+        action="store_true",
+        help="of a system fine-tuned from a text model (finetuned-*): train only the fusion and "
+        "G (fairseq-train --freeze-text-model; the run name ends in _frozen)",
+    )
 
 
 def request_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -320,7 +403,8 @@ def request_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
     if args.system is None:
         raise SystemSpecError("a request needs a SYSTEM (see --list)")
     smoothing = family_value(get(args.system).family, args.label_smoothing)
-    return settings_rows(args.system, smoothing, **{key: getattr(args, key) for key in FLAG_OF})
+    weights = {key: getattr(args, key) for key in FLAG_OF}
+    return settings_rows(args.system, smoothing, args.freeze_text_model, **weights)
 
 
 def table(lines: Iterable[str], source: str) -> list[str]:
@@ -345,9 +429,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m fairseq_mmt_adv.recipes.systems",
         description="Print the fairseq-train flags of SYSTEM, one per line; with --tsv its "
-        "settings as KEY<TAB>VALUE lines (SYSTEM, FAMILY, ARCH_PREFIX, BASELINE, RUN_NAME, then a "
-        "FLAG line per flag); with --requests FILE those lines of each request in FILE, prefixed "
-        "by the request and a TAB.",
+        "settings as KEY<TAB>VALUE lines (SYSTEM, FAMILY, ARCH_PREFIX, BASELINE, START_FROM, "
+        "RUN_NAME, then a FLAG line per flag); with --requests FILE those lines of each request "
+        "in FILE, prefixed by the request and a TAB.",
     )
     add_request_arguments(parser)
     parser.add_argument("--tsv", action="store_true", help="KEY<TAB>VALUE lines")
