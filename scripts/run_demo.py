@@ -10,10 +10,14 @@ a model that ignores the image).
 
 The systems come from ``recipes.systems``, whose fusions are the fusion registry's: the cGRU
 family's on ``cgru_mmt_small`` and the Transformer family's on ``transformer_mmt_tiny`` with
-2 + 2 layers (:data:`TRAINING` holds each family's demo settings).
+2 + 2 layers (:data:`TRAINING` holds each family's demo settings). The gated fusion also runs
+fine-tuned from the text-only Transformer (``finetuned-gated``: ``--finetune-from-model``, the
+fusion starting at its identity), and for both gated runs the table gives the updates each needs
+to get 95 % of the validation split's ambiguous words right (``recipes.learning_curve``).
 
     python scripts/run_demo.py [--out demo-run] [--epochs 12] [--transformer-epochs 3]
         [--systems text-only,ctx-mul,gated] [--no-transformer] [--train-sentences 4000]
+        [--curve-interval 10]
 """
 
 import argparse
@@ -41,7 +45,10 @@ from fairseq_mmt_adv.recipes.fairseq_steps import (
 CGRU_SYSTEMS = [name for name in mmt_systems.names("cgru") if not name.endswith("-nov")]
 # Each fusion of the Transformer family alone (text-only, gated (Wu et al., 2021),
 # selective-attn, any registered since), and the gated one with q-waae.
-TRANSFORMER_SYSTEMS = [*mmt_systems.alone("transformer"), "gated+q-waae"]
+TRANSFORMER_SYSTEMS = [*mmt_systems.alone("transformer"), "gated+q-waae", "finetuned-gated"]
+# The systems whose learning curve is measured: how many updates the gated fusion needs to get
+# the scene-dependent words right, from scratch and fine-tuned from the text-only model.
+CURVE_SYSTEMS = ("gated", "finetuned-gated")
 SYSTEMS = CGRU_SYSTEMS + TRANSFORMER_SYSTEMS
 # The demo's own settings beside each system's flags: the paper's critic (1024, 512) would dwarf
 # cgru_mmt_small (hidden 128) and the CPU budget.
@@ -58,6 +65,9 @@ TRAINING = {
         *("--warmup-init-lr", "1e-7", "--clip-norm", "1"),
     ],
 }
+
+
+CHECKPOINT = "checkpoint_best.pt"  # what each system decodes, and fine-tuning starts from
 
 
 def family(system: str) -> str:
@@ -84,7 +94,22 @@ def train_command(corpus: DemoCorpus, save_dir: Path, system: str, args: argpars
         *("--log-format", "simple", "--log-interval", "50"),
         *mmt_systems.flags(system),
         *DEMO_FLAGS.get(system, []),
+        *start_flags(save_dir.parent, system),
+        *curve_flags(system, args),
     ]
+
+
+def start_flags(out: Path, system: str) -> list[str]:
+    """``--finetune-from-model`` the best checkpoint of the system it starts from, if any."""
+    start = mmt_systems.get(system).start_from
+    return [] if start is None else ["--finetune-from-model", str(out / start / CHECKPOINT)]
+
+
+def curve_flags(system: str, args: argparse.Namespace) -> list[str]:
+    """A checkpoint every ``--curve-interval`` updates for the systems of CURVE_SYSTEMS."""
+    if system not in CURVE_SYSTEMS:
+        return []
+    return ["--save-interval-updates", str(args.curve_interval), "--keep-interval-updates", "-1"]
 
 
 def task_flags(corpus: DemoCorpus) -> list[str]:
@@ -100,11 +125,12 @@ def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.
     command = train_command(corpus, save_dir, system, args)
     run_logged(command, save_dir / "train.log", args.threads)
     train_seconds = time.time() - start
+    updates_to_learn = learning_curve(corpus, save_dir, args) if system in CURVE_SYSTEMS else None
     generated = save_dir / "generate-test.txt"
     run_logged(
         [
             *(fairseq_cli("generate"), str(corpus.bin), *task_flags(corpus)),
-            *("--gen-subset", "test", "--path", str(save_dir / "checkpoint_best.pt")),
+            *("--gen-subset", "test", "--path", str(save_dir / CHECKPOINT)),
             *("--beam", "5", "--batch-size", "64", "--cpu"),
         ],
         generated,
@@ -114,7 +140,7 @@ def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.
     references = read_lines(corpus.root / "raw" / "test.de")
     scores = score(hypotheses, references, "de", meteor_jar=os.environ.get("METEOR_JAR"))
     accuracy = ambiguous_word_accuracy(hypotheses, read_lines(corpus.root / "raw" / "test.ambig"))
-    contrastive = contrastive_accuracy(corpus, save_dir / "checkpoint_best.pt", args.threads)
+    contrastive = contrastive_accuracy(corpus, save_dir / CHECKPOINT, args.threads)
     return {
         "system": system,
         "bleu": scores.bleu_tok_lc,
@@ -122,8 +148,27 @@ def train_and_decode(corpus: DemoCorpus, out: Path, system: str, args: argparse.
         "meteor_name": scores.meteor_name,
         "ambiguous_accuracy": 100 * accuracy,
         "contrastive_accuracy": contrastive,
+        "updates_to_learn": updates_to_learn,
         "train_seconds": train_seconds,
     }
+
+
+def learning_curve(corpus: DemoCorpus, save_dir: Path, args: argparse.Namespace) -> int | None:
+    """``recipes.learning_curve`` on the run's interval checkpoints (then deleted): the updates
+    after which 95 % of the validation split's ambiguous words come out right."""
+    result = save_dir / "learning-curve.json"
+    run_logged(
+        [
+            *(sys.executable, "-m", "fairseq_mmt_adv.recipes.learning_curve", str(save_dir)),
+            *("--data", str(corpus.bin), "--raw", str(corpus.root / "raw")),
+            *("--json", str(result)),
+        ],
+        save_dir / "learning-curve.log",
+        args.threads,
+    )
+    for checkpoint in save_dir.glob("checkpoint_*_*.pt"):
+        checkpoint.unlink()
+    return json.loads(result.read_text())["updates_to_learn"]
 
 
 def contrastive_accuracy(corpus: DemoCorpus, checkpoint: Path, threads: int) -> float:
@@ -147,16 +192,56 @@ def format_table(results: list[dict]) -> str:
     width = max(10, *(len(r["system"]) for r in results))
     lines = [
         f"{'system':<{width}} {'BLEU':>6} {meteor_name:>24} {'ambig. acc %':>13} "
-        f"{'contrastive %':>14} {'train s':>8}"
+        f"{'contrastive %':>14} {'updates to 95%':>15} {'train s':>8}"
     ]
     for r in results:
         meteor = "n/a" if r["meteor"] is None else f"{r['meteor']:.2f}"
+        learned = r.get("updates_to_learn")
+        learned = "-" if r["system"] not in CURVE_SYSTEMS else str(learned or "never")
         lines.append(
             f"{r['system']:<{width}} {r['bleu']:6.2f} {meteor:>24} "
             f"{r['ambiguous_accuracy']:13.1f} {r['contrastive_accuracy']:14.1f} "
-            f"{r['train_seconds']:8.0f}"
+            f"{learned:>15} {r['train_seconds']:8.0f}"
         )
     return "\n".join(lines)
+
+
+def table_notes(results: list[dict], args: argparse.Namespace) -> list[str]:
+    """What the columns and the fine-tuned rows mean."""
+    notes = [f"(test split, beam 5; details in {args.out}/results.json and {args.out}/<system>/)"]
+    if any(r["system"] in CURVE_SYSTEMS for r in results):
+        notes.append(
+            "(updates to 95%: the first of its checkpoints, one every "
+            f"{args.curve_interval} updates, that gets 95 % of the valid split's ambiguous words "
+            "right, greedy; counted from the system's own start)"
+        )
+    for r in results:
+        start = mmt_systems.get(r["system"]).start_from
+        if start is not None:
+            notes.append(f"({r['system']}: fine-tuned from {start}'s {CHECKPOINT})")
+    return notes
+
+
+def run_all(corpus: DemoCorpus, systems: list[str], args: argparse.Namespace) -> list[dict]:
+    """Train and score every system, ``--jobs`` at once; a fine-tuned system waits for the
+    system it starts from, which is queued before it."""
+    # the longer Transformer runs start first, so that the jobs end close together
+    order = sorted(
+        systems,
+        key=lambda s: (family(s) != "transformer", mmt_systems.get(s).start_from is not None),
+    )
+    futures = {}
+
+    def job(system: str) -> dict:
+        start = mmt_systems.get(system).start_from
+        if start is not None:
+            futures[start].result()
+        return train_and_decode(corpus, args.out, system, args)
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for system in order:
+            futures[system] = pool.submit(job, system)
+        return [futures[system].result() for system in systems]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -181,6 +266,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_SIZES["train"],
         help="training sentences of the generated corpus (fewer: a quicker, rougher demo)",
     )
+    parser.add_argument(
+        "--curve-interval",
+        type=int,
+        default=10,
+        help=f"updates between the checkpoints of {', '.join(CURVE_SYSTEMS)} whose ambiguous "
+        "words are scored (the updates-to-95%% column)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2, help="systems trained at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
@@ -194,6 +286,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}; choose from {list(SYSTEMS)}")
+    for system in args.systems:
+        start = mmt_systems.get(system).start_from
+        if start is not None and start not in args.systems:
+            parser.error(f"{system} is fine-tuned from {start}: add {start} to --systems")
+    if args.curve_interval < 1:
+        parser.error("--curve-interval must be at least 1")
     return args
 
 
@@ -207,14 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         f"training {', '.join(systems)} on the demo corpus (epochs: cGRU {args.epochs}, "
         f"Transformer {args.transformer_epochs}; CPU)"
     )
-    # the longer Transformer runs start first, so that the jobs end close together
-    order = sorted(systems, key=lambda s: family(s) != "transformer")
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda s: train_and_decode(corpus, args.out, s, args), order))
-    results.sort(key=lambda r: systems.index(r["system"]))
+    results = run_all(corpus, systems, args)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
-    print(f"(test split, beam 5; details in {args.out}/results.json and {args.out}/<system>/)")
+    print("\n".join(table_notes(results, args)))
     print(demo_translation.report(args.out, systems))
     return 0
 

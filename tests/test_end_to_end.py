@@ -183,15 +183,28 @@ def test_visual_model_beats_text_only_on_the_demo_corpus(tmp_path):
     output = run(
         sys.executable,
         str(SCRIPTS / "run_demo.py"),
-        *("--out", str(out), "--systems", "transformer-text-only,ctx-mul,gated"),
+        *("--out", str(out), "--systems", "transformer-text-only,ctx-mul,gated,finetuned-gated"),
         *("--train-sentences", "1200", "--epochs", "8", "--lr", "0.006"),
-        *("--transformer-epochs", "3", "--jobs", "1", "--threads", "1"),
+        *("--transformer-epochs", "3", "--jobs", "1", "--threads", "1", "--curve-interval", "30"),
     )
     results = json.loads((out / "results.json").read_text())
-    assert [r["system"] for r in results] == ["transformer-text-only", "ctx-mul", "gated"]
+    systems = ["transformer-text-only", "ctx-mul", "gated", "finetuned-gated"]
+    assert [r["system"] for r in results] == systems
     results = {r["system"]: r for r in results}
     text = results["transformer-text-only"]
-    for visual in (results["ctx-mul"], results["gated"]):
+    # the gated fusion, from scratch and fine-tuned from the text-only model: the updates each
+    # needs to get the ambiguous words right, measured on checkpoints 30 updates apart
+    assert "updates to 95%" in output and "finetuned-gated: fine-tuned from" in output
+    for name in ("gated", "finetuned-gated"):
+        curve = json.loads((out / name / "learning-curve.json").read_text())["curve"]
+        assert [updates for updates, _ in curve][:3] == [30, 60, 90]
+        assert results[name]["updates_to_learn"] == next(u for u, a in curve if a >= 95)
+        assert not list((out / name).glob("checkpoint_*_*.pt"))  # scored, then deleted
+    tuned = torch.load(out / "finetuned-gated" / "checkpoint_best.pt", weights_only=True)
+    assert tuned["cfg"]["checkpoint"]["finetune_from_model"].endswith(
+        "transformer-text-only/checkpoint_best.pt"
+    )
+    for visual in (results["ctx-mul"], results["gated"], results["finetuned-gated"]):
         assert visual["bleu"] > text["bleu"] + 3, results
         assert visual["ambiguous_accuracy"] > 85, results
         assert visual["contrastive_accuracy"] > 75, results  # the new column

@@ -1,6 +1,6 @@
 """How many updates a run needs to get the scene-dependent words right.
 
-Each interval checkpoint of a run (``checkpoint{E}_{U}.pt``, written by fairseq-train
+Each interval checkpoint of a run (``checkpoint_{E}_{U}.pt``, written by fairseq-train
 ``--save-interval-updates N --keep-interval-updates -1``) translates a split of the demo corpus
 greedily with its own images; the accuracy on the split's scene-ambiguous words
 (``raw/{split}.ambig``, which only the image disambiguates) at each update count is the run's
@@ -19,7 +19,7 @@ from pathlib import Path
 from fairseq_mmt_adv.evaluation.scoring import read_lines
 from fairseq_mmt_adv.recipes.demo_corpus import ambiguous_word_accuracy
 
-INTERVAL_CHECKPOINT = re.compile(r"checkpoint\d+_(\d+)\.pt")
+INTERVAL_CHECKPOINT = re.compile(r"checkpoint_?\d+_(\d+)\.pt")
 # the accuracy on the ambiguous words (%) from which a run counts as getting them right
 LEARNED = 95.0
 
@@ -33,7 +33,7 @@ def interval_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
             found.append((int(match[1]), path))
     if not found:
         raise FileNotFoundError(
-            f"{run_dir} has no interval checkpoints (checkpointE_U.pt): train with "
+            f"{run_dir} has no interval checkpoints (checkpoint_E_U.pt): train with "
             "--save-interval-updates N --keep-interval-updates -1"
         )
     return sorted(found)
