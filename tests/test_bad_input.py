@@ -25,7 +25,7 @@ from helpers import (
     train,
 )
 
-from fairseq_mmt_adv.checkpoints.loading import CheckpointError
+from fairseq_mmt_adv.checkpoints.loading import CheckpointError, resume_order
 from fairseq_mmt_adv.criterions.adversarial_reconstruction import CriterionStateMismatch
 from fairseq_mmt_adv.data import VisualFeatureError
 from fairseq_mmt_adv.models.visual_input import FeatureNormalizer
@@ -205,6 +205,17 @@ def test_a_truncated_checkpoint_is_named_with_the_intact_one_to_resume_from(
     assert f"--restore-file {run / 'checkpoint2.pt'}" in str(error.value)
     with pytest.raises(CheckpointError, match=f"checkpoint {last} cannot be read"):
         decode(tiny_corpus, last)
+
+
+def test_the_newest_training_state_is_the_one_suggested(tmp_path):
+    """fairseq names mid-epoch checkpoints checkpoint_E_U.pt: they come after the earlier
+    epochs' and before their own epoch's end, whatever the files' times."""
+    names = ["checkpoint_best.pt", "checkpoint_1_50.pt", "checkpoint1.pt", "checkpoint_2_150.pt",
+             "checkpoint_2_200.pt", "checkpoint2.pt", "checkpoint_10_900.pt"]  # fmt: skip
+    for name in reversed(names):  # the oldest file last
+        (tmp_path / name).touch()
+    paths = [str(tmp_path / name) for name in names]
+    assert sorted(reversed(paths), key=resume_order) == paths
 
 
 # 10. half precision on the CPU

@@ -25,6 +25,7 @@ intact checkpoint beside it.
 import argparse
 import collections
 import glob
+import math
 import os
 import pickle
 import re
@@ -89,18 +90,20 @@ def is_intact(path: str) -> bool:
         return False
 
 
-# fairseq's end-of-epoch (checkpointE.pt) and mid-epoch (checkpointE_U.pt) checkpoint names
-EPOCH_CHECKPOINT = re.compile(r"checkpoint(\d+)(?:_(\d+))?\.pt")
+# fairseq's end-of-epoch (checkpointE.pt) and mid-epoch (checkpoint_E_U.pt) checkpoint names
+EPOCH_CHECKPOINT = re.compile(r"checkpoint(\d+)\.pt|checkpoint_(\d+)_(\d+)\.pt")
 
 
 def resume_order(path: str) -> tuple:
     """Sort key, newest training state last: epoch checkpoints (``checkpointE.pt``,
-    ``checkpointE_U.pt``) by epoch and update, after the others (``checkpoint_best.pt``...), which
+    ``checkpoint_E_U.pt``) by epoch and update, after the others (``checkpoint_best.pt``...), which
     may hold an older epoch than their file time suggests; file time breaks ties."""
     numbers = EPOCH_CHECKPOINT.fullmatch(os.path.basename(path))
     if numbers is None:
         return (0, 0, 0, os.path.getmtime(path))
-    return (1, int(numbers[1]), int(numbers[2] or 0), os.path.getmtime(path))
+    if numbers[1] is not None:  # the end of epoch E comes after its mid-epoch checkpoints
+        return (1, int(numbers[1]), math.inf, os.path.getmtime(path))
+    return (1, int(numbers[2]), int(numbers[3]), os.path.getmtime(path))
 
 
 def damaged_checkpoint_error(path: str, error: Exception) -> CheckpointError:
