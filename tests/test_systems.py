@@ -249,6 +249,11 @@ def test_flags_parse_with_fairseqs_parser(name: str) -> None:
     assert args.lambda_r == float(systems.DEFAULT_LAMBDA_R[system.reconstruction])
 
 
+def test_a_frozen_systems_flags_reach_the_model() -> None:
+    assert parse("finetuned-gated+q-waae", freeze_text_model=True).freeze_text_model is True
+    assert parse("finetuned-gated+q-waae").freeze_text_model is False
+
+
 def test_weights_reach_the_criterion_and_the_run_name() -> None:
     args = parse("g-wgan", noise_dim=256, lambda_a="0.5")
     assert (args.noise_dim, args.lambda_r, args.lambda_a) == (256, 0.0, 0.5)
