@@ -92,7 +92,14 @@ def test_with_learning_rate_0_the_model_decodes_as_the_text_model(
     stock = generate(str(tiny_corpus / "bin"), "--task", "translation", "--path", str(text_model),
                      *DECODE)  # fmt: skip
     ours = generate(*multimodal(tiny_corpus), "--path", str(tuned), *DECODE)
-    assert len(decoded(stock)) == 61 and decoded(ours) == decoded(stock)
+    assert len(decoded(stock)) == 61
+    if fusion == "gated":  # exactly, scores included
+        assert decoded(ours) == decoded(stock)
+        return
+    # selective-attn starts within sigmoid(-10) of the text model: the same hypotheses
+    for key, (score, text) in decoded(stock).items():
+        assert decoded(ours)[key][1] == text
+        assert float(decoded(ours)[key][0]) == pytest.approx(float(score), abs=1e-3)
 
 
 def test_the_translator_and_evaluate_take_a_fine_tuned_checkpoint(
@@ -121,7 +128,7 @@ def test_the_translator_and_evaluate_take_a_fine_tuned_checkpoint(
 
 
 def test_selective_attention_starts_within_sigmoid_minus_30():
-    """|H' - H| <= sigmoid(-30) |A - H|, elementwise (plus float32 rounding of H)."""
+    """|H' - H| <= sigmoid(-10) |A - H|, elementwise (plus float32 rounding of H)."""
     torch.manual_seed(0)
     fusion = build_fusion("selective-attn", "encoder-output", "transformer_mmt", 8, 16)
     fusion.init_identity()
@@ -132,7 +139,7 @@ def test_selective_attention_starts_within_sigmoid_minus_30():
     bound = torch.sigmoid(torch.tensor(IDENTITY_GATE_BIAS)) * (attended - encoder_out).abs()
     rounding = torch.finfo(torch.float32).eps * encoder_out.abs()
     assert ((fused - encoder_out).abs() <= bound + rounding).all()
-    assert torch.equal(fused, encoder_out)  # in float32 the bound is below H's last bit here
+    assert (fused - encoder_out).abs().max() > 0  # close, not exact
 
 
 @pytest.mark.parametrize("mode", ["mse", "q-waae", "g-wgan"])

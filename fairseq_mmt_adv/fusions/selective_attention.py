@@ -7,8 +7,12 @@ from torch import Tensor
 from fairseq_mmt_adv.fusions.gated import xavier_linear
 from fairseq_mmt_adv.fusions.registry import ENCODER_OUTPUT, Fusion, register_fusion
 
-# the gate's bias at the identity: sigmoid(-30) < 1e-13, so H' = H up to that share of (A - H)
-IDENTITY_GATE_BIAS = -30.0
+# The gate's bias at the identity: sigmoid(-10) = 4.5e-5, so H' = H up to that share of (A - H).
+# λ = sigmoid(.) > 0 leaves no exact identity, and a lower bias closes the gate for good: the
+# gradients reaching W_λ scale with sigmoid'(bias), and below Adam's eps (1e-8) its steps vanish.
+# Measured on the demo corpus (docs/FINETUNING.md): with -30 the fine-tuned model stayed at
+# chance on the ambiguous words for all 375 updates; with -10 it reached 95 % after 150.
+IDENTITY_GATE_BIAS = -10.0
 
 
 @register_fusion("selective-attn", sites=(ENCODER_OUTPUT,), identity="approximate")
@@ -16,7 +20,7 @@ class SelectiveAttentionFusion(Fusion):
     """A = Attention(Q = H, K = V = W v_{1..K}), λ = sigmoid(W_λ [H; A]), H' = (1 - λ) ⊙ H + λ ⊙ A.
 
     Pooled (B x D) features are one region. Identity (approximate): W_λ = 0 and its bias
-    :data:`IDENTITY_GATE_BIAS` make λ = sigmoid(-30) everywhere, so |H' - H| <= 1e-13 |A - H|.
+    :data:`IDENTITY_GATE_BIAS` make λ = sigmoid(-10) everywhere, so |H' - H| <= 4.6e-5 |A - H|.
     """
 
     def __init__(self, visual_feature_dim: int, model_dim: int, cfg=None) -> None:

@@ -7,7 +7,7 @@ TEXT.pt`` (or ``--restore-file TEXT.pt`` with the ``--reset-*`` flags).
 model lacks (the fusion's parameters, the encoder's feature normalization) comes from the
 model being trained, whose fusion is set to its identity (``Fusion.init_identity``, declared
 in the fusion registry), so that before the first update the model computes the text model's
-function: exactly for ``gated``, within sigmoid(-30) for ``selective-attn``. A fusion that
+function: exactly for ``gated``, within sigmoid(-10) for ``selective-attn``. A fusion that
 declares no identity (the cGRU's ``ctx-mul``) cannot start from a text model.
 
 fairseq loads the checkpoint later, strictly, inside an ``except`` that replaces every reason
