@@ -132,7 +132,6 @@ class MultimodalTranslationTask(TranslationTask):
         self.trained_model = None
         self._decoding_state = False  # True once a checkpoint's state has been loaded
         self._resume_checked = False
-        self.starts_from_text_model = False  # set by build_model
         self.state.add_factory("visual_features_dir", self._given_features_dir)
         self.state.add_factory("visual_feature_dim", lambda: self._trained_on("visual_feature_dim"))
         self.state.add_factory(
@@ -405,11 +404,10 @@ class MultimodalTranslationTask(TranslationTask):
         self.trained_model = model = super().build_model(cfg, from_checkpoint)
         _ = self.state.visual_feature_extractor  # measured now, so that checkpoints record it
         _ = self.state.dictionaries
-        self.starts_from_text_model = False
         if not from_checkpoint and isinstance(model, MultimodalModel):
             initial = self.initial_checkpoint()
             if initial is not None:
-                self.starts_from_text_model = start_from(model, self, initial, cfg)
+                start_from(model, self, initial, cfg)
             if getattr(cfg, "freeze_text_model", False):
                 check_frozen(model, self.loaded_checkpoint())
         return model
