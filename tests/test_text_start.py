@@ -18,6 +18,7 @@ from fairseq_mmt_adv.evaluation import cli as evaluate
 from fairseq_mmt_adv.fusions.registry import build_fusion
 from fairseq_mmt_adv.fusions.selective_attention import IDENTITY_GATE_BIAS
 from fairseq_mmt_adv.models.text_start import TextStartError
+from fairseq_mmt_adv.recipes.checkpoint_average import average_checkpoints
 
 SIZES = shlex.split(
     "--encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 16 --decoder-embed-dim 16 "
@@ -179,6 +180,12 @@ def test_a_plugin_text_only_model_and_restore_file_with_resets(tiny_corpus, tmp_
     text, both = weights(source), weights(tmp_path / "gated" / "checkpoint_last.pt")
     assert all(torch.equal(text[k], both[k]) for k in text if "visual_input" not in k)
     assert both["encoder.visual_input.normalizer.mean"].numel() == 16  # this run's features
+    # the recipes start from the text-only run's averaged checkpoint (scripts/average_checkpoints)
+    averaged = tmp_path / "checkpoint_avg.pt"
+    torch.save(average_checkpoints([text_only / "checkpoint1.pt", source]), averaged)
+    finetune(tiny_corpus, tmp_path / "from-avg", averaged, *LR_0)
+    assert all(torch.equal(v, weights(tmp_path / "from-avg" / "checkpoint_last.pt")[k])
+               for k, v in weights(averaged).items() if "visual_input" not in k)  # fmt: skip
 
 
 # ---------------------------------------------------------------- refusals, both sides named
