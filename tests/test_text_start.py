@@ -6,6 +6,7 @@ cannot start from the text model is refused with both sides named."""
 
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +265,23 @@ def test_options_that_change_the_function_are_named(tiny_corpus, text_model, tmp
     assert "--decoder-ffn-embed-dim is 32 there, 64 here" in message
     # what a fine-tuning run may change
     finetune(tiny_corpus, tmp_path / "ok", text_model, *LR_0, "--dropout", "0.3")
+
+
+def test_a_model_of_the_same_kind_loads_as_it_is_if_its_features_fit(
+    tiny_corpus, text_model, tmp_path
+):
+    gated = finetune(tiny_corpus, tmp_path / "gated", text_model, *LR_0)
+    again = finetune(tiny_corpus, tmp_path / "again", gated, *LR_0, "--max-update", "2")
+    assert torch.equal(weights(again)["encoder.fusion.gate_proj.weight"],
+                       weights(gated)["encoder.fusion.gate_proj.weight"])  # fmt: skip
+    wider = tmp_path / "wider"
+    shutil.copytree(tiny_corpus / "bin", wider / "bin")
+    (wider / "features").mkdir()
+    for split in ("train", "valid", "test"):
+        rows = np.load(tiny_corpus / "features" / f"{split}.npy")
+        np.save(wider / "features" / f"{split}.npy", np.concatenate([rows, rows], axis=1))
+    message = refusal(wider, tmp_path, gated)
+    assert "trained on 16-dimensional image features" in message and "are 32-dimensional" in message
 
 
 def test_a_fusion_without_identity_and_freezing_nothing_are_refused(tiny_corpus, tmp_path):

@@ -245,6 +245,17 @@ def check_shapes(model, source: SourceCheckpoint) -> None:
         )
 
 
+def check_same_features(model, source: SourceCheckpoint) -> None:
+    """A model of the same kind keeps its fusion, which reads features of its size D."""
+    trained_on = source.task_state.get("visual_feature_dim")
+    if model.uses_image and trained_on is not None and trained_on != model.visual_feature_dim:
+        raise TextStartError(
+            f"{source.describe()} was trained on {trained_on}-dimensional image features, and "
+            f"this run's --visual-features are {model.visual_feature_dim}-dimensional: give the "
+            "features it was trained on (or their extractor's), or start from its text-only model"
+        )
+
+
 def start_from(model, task, path: str, model_cfg) -> bool:
     """Check the checkpoint ``path`` that ``model`` is about to load and, if it is a text
     model, prepare ``model`` to start from it (fusion at its identity, the state that the text
@@ -252,6 +263,7 @@ def start_from(model, task, path: str, model_cfg) -> bool:
     the same kind, which fairseq loads as it is."""
     source = read_source(path)
     if start_kind(model, source) is None:
+        check_same_features(model, source)
         return False
     check_monolingual(source)
     identity = FUSION_REGISTRY[model.fusion_name].identity
